@@ -1,0 +1,44 @@
+"""One figure style for the whole book, and the one function every figure is saved through."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+from .provenance import provenance
+
+__all__ = ["set_style", "save_figure", "figure_dir"]
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def set_style() -> None:
+    """The book's seaborn theme (white grid, colour-blind palette, readable font sizes)."""
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    matplotlib.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight"})
+
+
+def figure_dir() -> Path:
+    """Where figures go: ``AMLIB_FIGURE_DIR``, default ``book/figures`` in the repository."""
+    return Path(os.environ.get("AMLIB_FIGURE_DIR", _REPO / "book" / "figures"))
+
+
+def save_figure(fig, name: str, *, experiment: str, profile: str, seed: int | None,
+                config: dict | None = None) -> Path:
+    """Write ``name``.png (for the book) and ``name``.pdf (for papers) plus ``name``.json.
+
+    The JSON sidecar holds the provenance block (experiment, profile, seed, config, package
+    versions, git commit), so a cited figure can be regenerated.  Returns the PNG's path.
+    """
+    folder = figure_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    png = folder / f"{name}.png"
+    fig.savefig(png)
+    fig.savefig(folder / f"{name}.pdf")
+    sidecar = provenance(experiment, profile, seed, config, figure=name)
+    (folder / f"{name}.json").write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
+    return png
