@@ -36,9 +36,33 @@ def test_profiles_are_validated(monkeypatch):
         current_profile("fast")
 
 
-def test_reproduce_writes_results_with_provenance(mirror, tmp_path):
-    path = reproduce("am-table3", "quick", out_dir=tmp_path)
+def test_reproduce_writes_results_with_provenance(tmp_path):
+    from amlib.experiments import EXPERIMENTS, register
+
+    @register("test-squares")
+    def squares(profile):
+        n = 3 if profile == "quick" else 10
+        return {"seed": 7, "config": {"n": n}, "results": [i * i for i in range(n)]}
+
+    try:
+        path = reproduce("test-squares", "quick", out_dir=tmp_path)
+    finally:
+        EXPERIMENTS.pop("test-squares")
     record = json.loads(path.read_text())
-    assert record["provenance"]["profile"] == "quick"
-    assert record["provenance"]["wall_time_s"] > 0
-    assert len(record["results"]) == 4 * len(record["provenance"]["config"]["seeds"])
+    assert record["results"] == [0, 1, 4]
+    assert record["provenance"]["profile"] == "quick" and record["provenance"]["seed"] == 7
+    assert record["provenance"]["config"] == {"n": 3} and record["provenance"]["wall_time_s"] >= 0
+    with pytest.raises(KeyError, match="unknown experiment"):
+        reproduce("no-such-experiment", "quick", out_dir=tmp_path)
+
+
+def test_cli_lists_experiments_and_fetches(mirror, capsys):
+    from amlib.cli import main
+
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "am-table3" in listed and "am-pvalues" in listed and "german-credit" in listed
+    assert main(["data", "fetch", "german-credit"]) == 0
+    assert "german.data" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["reproduce", "am-table3", "--profile", "fast"])
