@@ -159,21 +159,29 @@ def _as_patterns(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None)
     return X, weights
 
 
-def _objective(X, y, w, theta, family, l2):
-    eta = X @ theta
+def _objective(X, y, w, theta, family, l2, eta=None):
+    eta = X @ theta if eta is None else eta
     return (w * family.nll(y, eta)).sum() / X.shape[1] + 0.5 * l2 * (theta @ theta)
 
 
-def _grad_hess(X, y, w, theta, family, l2):
-    """Gradient (eq. 20) and Hessian (eq. 21) of the weighted objective, both divided by N."""
-    N, p = X.shape[1], X.shape[2]
-    eta = X @ theta
+def _gradient(X, y, w, theta, family, l2, eta):
+    """Gradient of the weighted objective (eq. 20), divided by N."""
     resid = family.mean(eta) - y                    # A'(η) − y
-    grad = torch.einsum("kn,knp->p", w * resid, X) / N + l2 * theta
-    Xs = X * (w * family.variance(eta)).unsqueeze(-1)
-    hess = Xs.reshape(-1, p).T @ X.reshape(-1, p) / N
-    hess = hess + l2 * torch.eye(p, dtype=X.dtype, device=X.device)
-    return grad, hess
+    p = X.shape[-1]
+    return (w * resid).reshape(-1) @ X.reshape(-1, p) / X.shape[1] + l2 * theta
+
+
+def _hessian(X, w, family, l2, eta):
+    """Hessian of the weighted objective (eq. 21), divided by N."""
+    N, p = X.shape[1], X.shape[2]
+    scale = w if family.name == "gaussian" else w * family.variance(eta)
+    hess = (X * scale.unsqueeze(-1)).reshape(-1, p).T @ X.reshape(-1, p) / N
+    return hess + l2 * torch.eye(p, dtype=X.dtype, device=X.device)
+
+
+def _grad_hess(X, y, w, theta, family, l2, eta=None):
+    eta = X @ theta if eta is None else eta
+    return _gradient(X, y, w, theta, family, l2, eta), _hessian(X, w, family, l2, eta)
 
 
 def _cholesky(hess: torch.Tensor) -> torch.Tensor:
@@ -189,56 +197,69 @@ def _cholesky(hess: torch.Tensor) -> torch.Tensor:
 
 def irls(X: torch.Tensor, y: torch.Tensor, family: str | Family = "gaussian",
          weights: torch.Tensor | None = None, *, l2: float = 0.0, tol: float = 1e-10,
-         max_iter: int = 100, theta0: torch.Tensor | None = None) -> IRLSResult:
+         max_iter: int = 100, theta0: torch.Tensor | None = None,
+         check: bool = True) -> IRLSResult:
     """Missingness-weighted IRLS (Algorithm 1) — Newton steps with the Hessian of eq. 21.
 
     ``X`` is (N, p) or (K, N, p) (one imputed design per missingness pattern), ``weights`` (N,) or
     (K, N) (the pattern probabilities ω_{i,r}(φ)), ``y`` (N,).  Tensors are used without gradient
     tracking; for a differentiable solution use :func:`amlib.implicit.glm_argmin`.  A step that
     raises the objective is halved (a safeguard Algorithm 1 does not need for convex, well
-    conditioned problems).  Converged when ``|f_t − f_{t−1}| ≤ tol·|f_{t−1}|``.
+    conditioned problems).  Converged when ``|f_t − f_{t−1}| ≤ tol·|f_{t−1}|``; for the Gaussian
+    family the objective is quadratic and the first Newton step is exact (App. C.1), so it stops
+    there.
+    ``check=False`` skips the input validation (for hot loops whose inputs are checked once).
     """
     family = get_family(family)
     if l2 < 0:
         raise ValueError(f"l2 must be >= 0, got {l2}")
     with torch.no_grad():
-        X, w = _as_patterns(X.detach(), y.detach(), None if weights is None else weights.detach())
         y = y.detach()
-        family.validate_response(y)
+        if check:
+            X, w = _as_patterns(X.detach(), y, None if weights is None else weights.detach())
+            family.validate_response(y)
+        else:  # the caller guarantees shapes and finite values (BLAMM checks once up front)
+            X = X.detach() if X.dim() == 3 else X.detach().unsqueeze(0)
+            w = (torch.ones(X.shape[:2], dtype=X.dtype) if weights is None
+                 else weights.detach().reshape(X.shape[:2]))
         p = X.shape[2]
         theta = (torch.zeros(p, dtype=X.dtype, device=X.device) if theta0 is None
                  else theta0.detach().clone().to(X.dtype))
-        f_old = _objective(X, y, w, theta, family, l2)
+        eta = X @ theta
+        f_old = _objective(X, y, w, theta, family, l2, eta)
         history = [float(f_old)]
         converged = False
         it = 0
+        hess = None
         for it in range(1, max_iter + 1):
-            grad, hess = _grad_hess(X, y, w, theta, family, l2)
+            grad, hess = _grad_hess(X, y, w, theta, family, l2, eta)
             factor = _cholesky(hess)
             step = -torch.cholesky_solve(grad.unsqueeze(-1), factor).squeeze(-1)
             t, f_new = 1.0, None
             for _ in range(40):  # step halving
                 candidate = theta + t * step
-                f_new = _objective(X, y, w, candidate, family, l2)
+                eta_new = X @ candidate
+                f_new = _objective(X, y, w, candidate, family, l2, eta_new)
                 if torch.isfinite(f_new) and f_new <= f_old + 1e-12 * abs(float(f_old)):
                     break
                 t *= 0.5
             if not torch.isfinite(f_new):
                 raise IRLSConvergenceError("IRLS objective became non-finite",
                                            _diagnostics(it, history, theta))
-            theta = candidate
+            theta, eta = candidate, eta_new
             history.append(float(f_new))
             change = abs(float(f_new - f_old))
             f_old = f_new
-            if change <= tol * max(abs(history[-2]), 1e-300):
-                converged = True
+            if change <= tol * max(abs(history[-2]), 1e-300) or family.name == "gaussian":
+                converged = True  # a quadratic objective is minimised exactly by one Newton step
                 break
         if not converged:
             raise IRLSConvergenceError(
                 f"IRLS did not converge in {max_iter} iterations (relative tolerance {tol}); the "
                 "data may be separable or the weights degenerate: pass l2 > 0 or raise max_iter",
                 _diagnostics(it, history, theta))
-        _, hess = _grad_hess(X, y, w, theta, family, l2)
+        if family.name != "gaussian":  # the Gaussian Hessian does not depend on θ
+            hess = _hessian(X, w, family, l2, eta)
         return IRLSResult(theta, float(f_old), it, True, l2, history, _cholesky(hess))
 
 
@@ -249,18 +270,21 @@ def _diagnostics(it, history, theta):
 
 def solve_lower_level(X, y, family="gaussian", weights=None, *, l2: float = 0.0,
                       tol: float = 1e-10, max_iter: int = 100, theta0=None,
-                      fallback_l2: float | None = 1e-3, intercept_limit: float = 1e10) -> IRLSResult:
+                      fallback_l2: float | None = 1e-3, intercept_limit: float = 1e10,
+                      check: bool = True) -> IRLSResult:
     """:func:`irls` with the fallback of App. D.3: if the solve fails to converge or the intercept
     (coefficient 0) exceeds ``intercept_limit`` in magnitude, solve again with ``l2 + fallback_l2``.
     ``fallback_l2=None`` disables the fallback (errors propagate)."""
     try:
-        result = irls(X, y, family, weights, l2=l2, tol=tol, max_iter=max_iter, theta0=theta0)
+        result = irls(X, y, family, weights, l2=l2, tol=tol, max_iter=max_iter, theta0=theta0,
+                      check=check)
         if fallback_l2 is None or abs(float(result.theta[0])) <= intercept_limit:
             return result
     except (IRLSConvergenceError, SingularDesignError):
         if fallback_l2 is None:
             raise
-    return irls(X, y, family, weights, l2=l2 + fallback_l2, tol=tol, max_iter=max_iter)
+    return irls(X, y, family, weights, l2=l2 + fallback_l2, tol=tol, max_iter=max_iter,
+                check=check)
 
 
 def constrained_mle(X: torch.Tensor, y: torch.Tensor, family="gaussian", *, zero=(),

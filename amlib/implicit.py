@@ -32,10 +32,11 @@ class GLMArgmin(torch.autograd.Function):
     """θ̃ = argmin_θ (1/N) Σ_k Σ_i ω_{k,i} J(y_i, ⟨x̂_{k,i}, θ⟩) + (l2/2)‖θ‖² (see module doc)."""
 
     @staticmethod
-    def forward(ctx, design, weights, y, family, l2, tol, max_iter, theta0, fallback_l2, info):
+    def forward(ctx, design, weights, y, family, l2, tol, max_iter, theta0, fallback_l2, info,
+                check):
         fam = get_family(family)
         result = solve_lower_level(design, y, fam, weights, l2=l2, tol=tol, max_iter=max_iter,
-                                   theta0=theta0, fallback_l2=fallback_l2)
+                                   theta0=theta0, fallback_l2=fallback_l2, check=check)
         ctx.family = fam
         ctx.save_for_backward(design, weights, y, result.theta, result.cholesky)
         if info is not None:
@@ -58,24 +59,24 @@ class GLMArgmin(torch.autograd.Function):
             grad_w = (-(rho * Xu) / N).reshape(weights.shape)
         if ctx.needs_input_grad[0]:
             s = fam.variance(eta)
-            grad_X = -(w / N).unsqueeze(-1) * (rho.unsqueeze(-1) * u
-                                                + (s * Xu).unsqueeze(-1) * theta)
-            grad_X = grad_X.reshape(design.shape)
-        return grad_X, grad_w, None, None, None, None, None, None, None, None
+            # rank-2 structure a ⊗ u + b ⊗ θ, formed by one (K·N × 2) @ (2 × p) product
+            coef = torch.stack([-(w * rho) / N, -(w * s * Xu) / N], dim=-1)
+            grad_X = (coef @ torch.stack([u, theta])).reshape(design.shape)
+        return grad_X, grad_w, None, None, None, None, None, None, None, None, None
 
 
 def glm_argmin(design: torch.Tensor, weights: torch.Tensor, y: torch.Tensor, family="gaussian",
                *, l2: float = 0.0, tol: float = 1e-10, max_iter: int = 100,
                theta0: torch.Tensor | None = None, fallback_l2: float | None = 1e-3,
-               info: dict | None = None) -> torch.Tensor:
+               info: dict | None = None, check: bool = True) -> torch.Tensor:
     """Differentiable solution θ̃ of the weighted GLM (Algorithm 1 forward, eq. 23 backward).
 
     ``design`` (N, p) or (K, N, p) and ``weights`` (N,) or (K, N) may depend on parameters through
     autograd; ``y`` is data.  ``theta0`` warm-starts IRLS.  ``fallback_l2`` is App. D.3's re-solve
     with extra L2 (``None`` disables it).  ``info``, when given, receives the IRLS iteration count
-    and the L2 actually used.
+    and the L2 actually used.  ``check=False`` skips input validation in the solver.
     """
     if l2 < 0:
         raise ValueError(f"the lower-level L2 weight must be >= 0, got {l2}")
     return GLMArgmin.apply(design, weights, y, family, float(l2), tol, max_iter, theta0,
-                           fallback_l2, info)
+                           fallback_l2, info, check)

@@ -93,7 +93,8 @@ class NeuralMechanism(nn.Module):
         self.n_masked = n_masked
         self.n_patterns = 2 ** n_masked
         pattern_matrix(n_masked)  # validates |M|
-        acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
+        acts = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh,
+                "elu": lambda: nn.ELU(inplace=True)}
         if activation not in acts:
             raise ValueError(f"unknown activation {activation!r}; use one of {sorted(acts)}")
         self.standardizer = standardizer if standardizer is not None else nn.Identity()
@@ -101,10 +102,13 @@ class NeuralMechanism(nn.Module):
                                  nn.Linear(hidden, self.n_patterns))
 
     def logits(self, Z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.standardizer(Z))
+        """Logits in the network's own dtype (float32 is ample and much faster on CPUs)."""
+        dtype = self.net[0].weight.dtype
+        return self.net(self.standardizer(Z.to(dtype)))
 
     def forward(self, Z: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(Z), dim=-1)
+        """Pattern probabilities in float64, whatever the network's dtype."""
+        return torch.softmax(self.logits(Z).to(torch.float64), dim=-1)
 
 
 class PerSampleMechanism(nn.Module):

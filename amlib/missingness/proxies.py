@@ -69,14 +69,16 @@ def _imputed_designs(X, masked, fill):
     R = pattern_matrix(len(masked), X.dtype).to(X.device)           # (P, m)
     Xm = X[:, masked]                                                # (N, m)
     filled = R[:, None, :] * Xm[None] + (1 - R[:, None, :]) * fill[None]  # (P, N, m)
-    full = X.unsqueeze(0).expand(P, -1, -1).clone()
-    full[:, :, masked] = filled
-    return add_intercept(full)
+    full = add_intercept(X).unsqueeze(0).expand(P, -1, -1).clone()
+    full[:, :, [j + 1 for j in masked]] = filled                    # column 0 is the intercept
+    return full
 
 
-def cca_proxy(X: torch.Tensor, masked: list[int], probs: torch.Tensor) -> WeightedDesign:
+def cca_proxy(X: torch.Tensor, masked: list[int], probs: torch.Tensor,
+             check: bool = True) -> WeightedDesign:
     """Eq. 5.1: the complete rows weighted by ``p(1|x_i)/P̄(1)``."""
-    _check(X, masked, probs)
+    if check:
+        _check(X, masked, probs)
     complete = probs[:, -1]
     weights = complete / complete.mean()
     return WeightedDesign(add_intercept(X).unsqueeze(0), weights.unsqueeze(0))
@@ -88,9 +90,11 @@ def weighted_mean_imputation(X: torch.Tensor, masked: list[int], probs: torch.Te
     return (observed * X[:, masked]).sum(0) / observed.sum(0)
 
 
-def mean_proxy(X: torch.Tensor, masked: list[int], probs: torch.Tensor) -> WeightedDesign:
+def mean_proxy(X: torch.Tensor, masked: list[int], probs: torch.Tensor,
+             check: bool = True) -> WeightedDesign:
     """Eqs. 8–11: hidden entries replaced by μ̂_j(φ), patterns weighted by p(r|x_i)."""
-    _check(X, masked, probs)
+    if check:
+        _check(X, masked, probs)
     mu = weighted_mean_imputation(X, masked, probs)
     fill = mu.unsqueeze(0).expand(X.shape[0], -1)
     return WeightedDesign(_imputed_designs(X, masked, fill), probs.T)
@@ -109,9 +113,11 @@ def weighted_regression_coefficients(X: torch.Tensor, masked: list[int], probs: 
     return torch.stack(betas, dim=1), A
 
 
-def regression_proxy(X: torch.Tensor, masked: list[int], probs: torch.Tensor) -> WeightedDesign:
+def regression_proxy(X: torch.Tensor, masked: list[int], probs: torch.Tensor,
+             check: bool = True) -> WeightedDesign:
     """App. B eqs. 15–17: hidden entries replaced by the weighted least-squares prediction."""
-    _check(X, masked, probs)
+    if check:
+        _check(X, masked, probs)
     beta, A = weighted_regression_coefficients(X, masked, probs)
     return WeightedDesign(_imputed_designs(X, masked, A @ beta), probs.T)
 
@@ -120,11 +126,12 @@ PROXIES = {"cca": cca_proxy, "mean": mean_proxy, "regression": regression_proxy}
 
 
 def build_design(proxy: str, X: torch.Tensor, masked: list[int],
-                 probs: torch.Tensor) -> WeightedDesign:
-    """Dispatch to the proxy named ``proxy`` (``"cca"``, ``"mean"`` or ``"regression"``)."""
+                 probs: torch.Tensor, check: bool = True) -> WeightedDesign:
+    """Dispatch to the proxy named ``proxy`` (``"cca"``, ``"mean"`` or ``"regression"``);
+    ``check=False`` skips input validation (BLAMM validates its data once)."""
     if proxy not in PROXIES:
         raise ValueError(f"unknown proxy {proxy!r}; use one of {sorted(PROXIES)}")
-    return PROXIES[proxy](X, masked, probs)
+    return PROXIES[proxy](X, masked, probs, check)
 
 
 def proxy_objective(theta: torch.Tensor, wd: WeightedDesign, y: torch.Tensor, family,
