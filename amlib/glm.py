@@ -186,7 +186,11 @@ def _grad_hess(X, y, w, theta, family, l2, eta=None):
 
 def _cholesky(hess: torch.Tensor) -> torch.Tensor:
     factor, info = torch.linalg.cholesky_ex(hess)
-    if int(info) != 0:
+    # An exactly collinear design can still factor in floating point, leaving a pivot of order
+    # sqrt(eps) relative to the largest one: treat that as singular too.
+    pivots = torch.diagonal(factor, dim1=-2, dim2=-1).abs()
+    tiny = 4 * torch.finfo(hess.dtype).eps ** 0.5
+    if int(info.max()) != 0 or bool((pivots.amin(-1) <= tiny * pivots.amax(-1)).any()):
         raise SingularDesignError(
             "the weighted Hessian of the lower-level GLM is singular or not positive definite: "
             "a column of the design is constant or collinear with others, or the missingness "
