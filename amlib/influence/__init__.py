@@ -3,16 +3,36 @@
 Reproduces "Influence-based attributions can be manipulated" (the influence paper): models and
 fitting (:mod:`.models`), matrix-free Hessian-vector products and inverse-HVP solvers
 (:mod:`.hvp`), influence scores with the sign convention value = G_testᵀ H⁻¹ g_i, rank 0 = most
-valuable (:mod:`.scores`).
+valuable (:mod:`.scores`), the backward-friendly gradient of Alg. 1 (:mod:`.surrogate`), the
+targeted attacks, their loss-reweighing baseline and the scaling attack (:mod:`.attacks`,
+:func:`scale_model`).
 """
 from .hvp import (METHODS, HessianOperator, IHVPResult, InverseHVP, LiSSADivergence,
-                  SingularHessianError, conjugate_gradient, dense_hessian, hvp, inverse_hvp,
+                  SingularHessianError, apply_hessian, conjugate_gradient, dense_hessian, hvp, inverse_hvp,
                   null_space_shift)
 from .models import (FitResult, LogisticModel, NotStationaryWarning, as_features, as_labels,
                      fit_logistic, fit_logistic_sgd, scale_model)
 from .scores import (InfluenceResult, influence_values, leave_one_out_values,
                      per_sample_grad_dot, per_sample_gradients, ranks, stationarity,
                      test_gradient)
+from .surrogate import (OBJECTIVES, SurrogateGradient, attack_coefficients,
+                        backward_friendly_grad, naive_objective, project_to_ball,
+                        random_initialisation, surrogate_gradient, surrogate_objective,
+                        value_objective)
+
+# the attacks need Lightning, whose import costs seconds and ~200 MB: load them on first use
+_LAZY = {"AttackResult": "attacks", "TargetedInfluenceAttack": "attacks",
+         "loss_reweighing_baseline": "attacks", "run_targeted_attack": "attacks"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LogisticModel", "FitResult", "NotStationaryWarning", "fit_logistic", "fit_logistic_sgd",
@@ -21,5 +41,9 @@ __all__ = [
     "InverseHVP", "inverse_hvp", "IHVPResult", "LiSSADivergence", "SingularHessianError",
     "METHODS",
     "per_sample_grad_dot", "per_sample_gradients", "test_gradient", "influence_values",
-    "InfluenceResult", "ranks", "leave_one_out_values", "stationarity",
+    "InfluenceResult", "ranks", "leave_one_out_values", "stationarity", "apply_hessian",
+    "OBJECTIVES", "attack_coefficients", "surrogate_objective", "surrogate_gradient",
+    "backward_friendly_grad", "SurrogateGradient", "naive_objective", "value_objective",
+    "project_to_ball", "random_initialisation", "TargetedInfluenceAttack", "AttackResult",
+    "run_targeted_attack", "loss_reweighing_baseline",
 ]

@@ -45,7 +45,7 @@ import torch
 
 from .models import LogisticModel, check_theta
 
-__all__ = ["HessianOperator", "hvp", "dense_hessian", "null_space_shift", "conjugate_gradient",
+__all__ = ["HessianOperator", "apply_hessian", "hvp", "dense_hessian", "null_space_shift", "conjugate_gradient",
            "InverseHVP", "inverse_hvp", "IHVPResult", "LiSSADivergence", "SingularHessianError",
            "METHODS"]
 
@@ -70,6 +70,39 @@ def _as_batch(V: torch.Tensor, p: int) -> tuple[torch.Tensor, bool]:
     if Vb.ndim != 2 or Vb.shape[1] != p:
         raise ValueError(f"vectors must have shape ({p},) or (m, {p}), got {tuple(V.shape)}")
     return Vb, single
+
+
+def apply_hessian(model: LogisticModel, X: torch.Tensor, P: torch.Tensor, V: torch.Tensor, *,
+                  curv: torch.Tensor | None = None,
+                  sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """(1/n) Σ_i w_i [(diag p_i − p_i p_iᵀ) V_j a_i] ⊗ a_i for m vectors V (m, p) → (m, p).
+
+    The data part of the Hessian for the probabilities ``P`` (n, K) of the rows ``X``: two matrix
+    products with X, O(n·m·K) extra memory. Differentiable in ``P`` (the naive reference
+    backpropagates through it); ``curv`` = P(1 − P) may be passed precomputed for binary models.
+    """
+    K, D, d = model.n_outputs, model.row_size, model.n_features
+    m, n = V.shape[0], X.shape[0]
+    Vm = V.reshape(m, K, D)
+    Vx = Vm[:, :, :d].reshape(m * K, d)
+    U = (X @ Vx.T).view(n, m, K)
+    if model.bias:
+        U = U + Vm[:, :, d]
+    if model.binary:
+        c = P * (1 - P) if curv is None else curv
+        R = c[:, None, :] * U
+    else:
+        Pn = P[:, None, :]
+        PU = Pn * U
+        R = PU - Pn * PU.sum(dim=2, keepdim=True)
+    if sample_weight is not None:
+        R = R * sample_weight[:, None, None]
+    R2 = R.reshape(n, m * K)
+    parts = [(R2.T @ X).view(m, K, d)]
+    if model.bias:
+        parts.append(R.sum(dim=0)[:, :, None])
+    out = torch.cat(parts, dim=2) if model.bias else parts[0]
+    return out.reshape(m, K * D) / n
 
 
 class HessianOperator:
@@ -100,36 +133,13 @@ class HessianOperator:
         return self.model.n_params
 
     def _data_part(self, V: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-        model = self.model
-        K, D, d = model.n_outputs, model.row_size, model.n_features
-        m = V.shape[0]
-        X, P = self.X, self.P
-        w = self.w
+        X, P, w, curv = self.X, self.P, self.w, self.curv
         if rows is not None:
             X, P = X[rows], P[rows]
             w = None if w is None else w[rows]
-        n = X.shape[0]
-        Vm = V.reshape(m, K, D)
-        Vx = Vm[:, :, :d].reshape(m * K, d)
-        U = (X @ Vx.T).view(n, m, K)
-        if model.bias:
-            U = U + Vm[:, :, d]
-        if model.binary:
-            curv = self.curv if rows is None else self.curv[rows]
-            R = curv[:, None, :] * U
-        else:
-            Pn = P[:, None, :]
-            PU = Pn * U
-            R = PU - Pn * PU.sum(dim=2, keepdim=True)
-        if w is not None:
-            R = R * w[:, None, None]
-        R2 = R.reshape(n, m * K)
-        out = torch.empty(m, K, D, dtype=V.dtype, device=V.device)
-        out[:, :, :d] = (R2.T @ X).view(m, K, d)
-        if model.bias:
-            out[:, :, d] = R.sum(dim=0)
-        self.n_matvecs += m * n / self.n
-        return out.reshape(m, K * D) / n
+            curv = None if curv is None else curv[rows]
+        self.n_matvecs += V.shape[0] * X.shape[0] / self.n
+        return apply_hessian(self.model, X, P, V, curv=curv, sample_weight=w)
 
     def matvec(self, V: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """(H + shift·I) V for V of shape (p,) or (m, p); ``rows``: a minibatch Hessian."""
@@ -283,7 +293,7 @@ class InverseHVP:
 
     def __init__(self, model: LogisticModel, theta: torch.Tensor, X: torch.Tensor, *,
                  method: str = "cg", damping: float = 0.0, tol: float | None = None,
-                 max_iter: int | None = None, precondition: bool = True,
+                 max_iter: int | None = None, precondition: bool = False,
                  lissa_scale: float = 25.0, lissa_damping: float = 0.01,
                  lissa_samples: int = 1_000_000, lissa_batch: int = 1024, seed: int = 0,
                  max_exact_params: int = 20_000, sample_weight: torch.Tensor | None = None):
