@@ -5,11 +5,14 @@ fitting (:mod:`.models`), matrix-free Hessian-vector products and inverse-HVP so
 (:mod:`.hvp`), influence scores with the sign convention value = G_testᵀ H⁻¹ g_i, rank 0 = most
 valuable (:mod:`.scores`), the backward-friendly gradient of Alg. 1 (:mod:`.surrogate`), the
 targeted attacks, their loss-reweighing baseline and the scaling attack (:mod:`.attacks`,
-:func:`scale_model`).
+:func:`scale_model`), the auditor of App. A.0.1 (:mod:`.audit`) and the impossibility
+construction of Theorem 1 (:mod:`.impossibility`).
 """
+from .audit import AuditReport, audit_influence_calculator, honest_score_fn
 from .hvp import (METHODS, HessianOperator, IHVPResult, InverseHVP, LiSSADivergence,
                   SingularHessianError, apply_hessian, conjugate_gradient, dense_hessian, hvp, inverse_hvp,
                   null_space_shift)
+from .impossibility import max_rank_search, one_hot_construction
 from .models import (FitResult, LogisticModel, NotStationaryWarning, as_features, as_labels,
                      fit_logistic, fit_logistic_sgd, scale_model)
 from .scores import (InfluenceResult, influence_values, leave_one_out_values,
@@ -46,4 +49,6 @@ __all__ = [
     "backward_friendly_grad", "SurrogateGradient", "naive_objective", "value_objective",
     "project_to_ball", "random_initialisation", "TargetedInfluenceAttack", "AttackResult",
     "run_targeted_attack", "loss_reweighing_baseline",
+    "AuditReport", "audit_influence_calculator", "honest_score_fn",
+    "one_hot_construction", "max_rank_search",
 ]
