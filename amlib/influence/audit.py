@@ -53,7 +53,7 @@ class AuditReport:
 def _call(score_fn, Q: torch.Tensor, n_expected: int | None) -> torch.Tensor:
     out = score_fn(Q)
     out = torch.as_tensor(out.detach() if isinstance(out, torch.Tensor) else np.asarray(out))
-    out = out.to(Q.dtype)
+    out = out.to(device=Q.device, dtype=Q.dtype)
     if out.ndim != 2 or out.shape[0] != Q.shape[0]:
         raise ValueError(f"score_fn must return one row of scores per query: got shape "
                          f"{tuple(out.shape)} for {Q.shape[0]} queries")
@@ -97,14 +97,16 @@ def audit_influence_calculator(score_fn: Callable, n_params: int, *, n_checks: i
         Q = torch.as_tensor(queries).to(dtype)
         if Q.ndim != 2 or Q.shape[1] != p:
             raise ValueError(f"queries must be (q, {p}), got {tuple(Q.shape)}")
-    rank = int(torch.linalg.matrix_rank(Q))
+    U, sv, Vh = torch.linalg.svd(Q, full_matrices=False)
+    rank = int((sv > sv[0] * max(Q.shape) * torch.finfo(dtype).eps).sum()) if sv.numel() else 0
     if rank < p and not subspace:
         raise ValueError(f"the queries span only {rank} of the {p} parameter dimensions; the "
                          "implied linear map is not identifiable — add queries (App. A.0.1 "
                          "needs rank p), or pass subspace=True to audit on their span (e.g. "
                          "multiclass test gradients, which never leave the range of H)")
     M = _call(score_fn, Q, None)
-    B = torch.linalg.lstsq(Q, M).solution          # p × n
+    # B = Q⁺M from the rank-r SVD (minimum norm on span(Q) when r < p)
+    B = Vh[:rank].T @ ((U[:, :rank].T @ M) / sv[:rank, None])          # p × n
     if check_queries is None:
         if n_checks < 1:
             raise ValueError("n_checks must be >= 1")
@@ -114,8 +116,8 @@ def audit_influence_calculator(score_fn: Callable, n_params: int, *, n_checks: i
         if Q2.ndim != 2 or Q2.shape[1] != p:
             raise ValueError(f"check_queries must be (q, {p}), got {tuple(Q2.shape)}")
     if rank < p:   # the map is only identified on span(Q): checks must stay inside it
-        coef = torch.linalg.lstsq(Q.T, Q2.T).solution
-        outside = (Q2.T - Q.T @ coef).norm(dim=0) / Q2.norm(dim=1).clamp_min(1e-300)
+        basis_r = Vh[:rank]                                  # orthonormal rows spanning Q
+        outside = (Q2 - (Q2 @ basis_r.T) @ basis_r).norm(dim=1) / Q2.norm(dim=1).clamp_min(1e-300)
         if float(outside.max()) > 1e-8:
             raise ValueError("with subspace=True the check queries must lie in the span of the "
                              f"queries (relative distance {float(outside.max()):.2g}); give "
@@ -140,7 +142,7 @@ def honest_score_fn(model: LogisticModel, theta: torch.Tensor, X, y, *, method: 
     R = model.residuals(theta, X, y)
 
     def score(Q: torch.Tensor) -> torch.Tensor:
-        Q = torch.as_tensor(Q).to(X.dtype)
+        Q = torch.as_tensor(Q).to(device=X.device, dtype=X.dtype)
         S = solver.solve(Q if Q.ndim == 2 else Q[None]).solution
         S = S if S.ndim == 2 else S[None]
         return _grad_dot(model, X, R, S).T       # (q, n)

@@ -221,7 +221,8 @@ def null_space_shift(model: LogisticModel, H: torch.Tensor) -> torch.Tensor:
 
 def conjugate_gradient(matvec, B: torch.Tensor, *, x0: torch.Tensor | None = None,
                        tol: float = 1e-10, max_iter: int = 1000,
-                       precond: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                       precond: torch.Tensor | None = None,
+                       precond_fn=None) -> tuple[torch.Tensor, dict]:
     """Solve A X = B for a symmetric positive (semi-)definite A given by ``matvec``.
 
     ``B`` is (m, p): m systems run together (one batched product per iteration) and each stops
@@ -233,8 +234,10 @@ def conjugate_gradient(matvec, B: torch.Tensor, *, x0: torch.Tensor | None = Non
     safe_b = torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))
     X = torch.zeros_like(B) if x0 is None else x0.reshape(B.shape).to(B).clone()
     R = B - matvec(X) if x0 is not None else B.clone()
-    Minv = None if precond is None else 1.0 / precond
-    Z = R if Minv is None else R * Minv
+    if precond is not None:
+        Minv = 1.0 / precond
+        precond_fn = lambda V: V * Minv  # noqa: E731
+    Z = R if precond_fn is None else precond_fn(R)
     Pd = Z.clone()
     rz = (R * Z).sum(dim=1)
     it = 0
@@ -251,7 +254,7 @@ def conjugate_gradient(matvec, B: torch.Tensor, *, x0: torch.Tensor | None = Non
                             torch.zeros_like(rz))
         X += alpha[:, None] * Pd
         R -= alpha[:, None] * AP
-        Z = R if Minv is None else R * Minv
+        Z = R if precond_fn is None else precond_fn(R)
         rz_new = (R * Z).sum(dim=1)
         beta = torch.where(active & (rz > tiny), rz_new / rz.clamp_min(tiny),
                            torch.zeros_like(rz))

@@ -179,7 +179,7 @@ def leave_one_out_values(model: LogisticModel, X, y, X_test, y_test, *,
         base = float(model.loss(theta, X_test, y_test, "sum"))
     out = np.empty(len(idx))
     for j, i in enumerate(idx):
-        w = torch.ones(n, dtype=X.dtype)
+        w = torch.ones(n, dtype=X.dtype, device=X.device)
         w[i] = 0.0
         with warnings.catch_warnings():
             warnings.simplefilter("error", NotStationaryWarning)
