@@ -15,8 +15,8 @@ Inverse HVPs ``s = (H + δI)⁻¹ v`` (δ = the optional ``damping``) come from 
 
 - ``"exact"``: the dense Hessian and a Cholesky factorisation (cached for repeated solves);
   refused above ``max_exact_params`` (default 20,000: the dense matrix alone needs 8·p² bytes).
-- ``"cg"``: conjugate gradients on the matrix-free product (optionally Jacobi-preconditioned), for any
-  number of right-hand sides at once, with a warm start ``x0``; reports the true relative
+- ``"cg"``: conjugate gradients on the matrix-free product (optionally Jacobi-preconditioned),
+  for any number of right-hand sides at once, with a warm start ``x0``; reports the true relative
   residual ‖v − (H + δI)s‖/‖v‖.
 - ``"lissa"``: the stochastic recursion of Agarwal et al. as the influence paper's code runs it
   (App. A.1.2; pytorch_influence_functions):
@@ -45,7 +45,8 @@ import torch
 
 from .models import LogisticModel, check_theta
 
-__all__ = ["HessianOperator", "apply_hessian", "hvp", "dense_hessian", "null_space_shift", "conjugate_gradient",
+__all__ = ["HessianOperator", "apply_hessian", "hvp", "dense_hessian", "null_space_shift",
+           "conjugate_gradient",
            "InverseHVP", "inverse_hvp", "IHVPResult", "LiSSADivergence", "SingularHessianError",
            "METHODS"]
 
@@ -227,7 +228,8 @@ def conjugate_gradient(matvec, B: torch.Tensor, *, x0: torch.Tensor | None = Non
 
     ``B`` is (m, p): m systems run together (one batched product per iteration) and each stops
     updating once its recursive relative residual is ≤ ``tol``. ``precond`` is the diagonal of a
-    Jacobi preconditioner; ``precond_fn`` any symmetric positive definite M⁻¹ applied to (m, p). Returns (X, info) with ``iterations`` and the recursive residuals.
+    Jacobi preconditioner; ``precond_fn`` any symmetric positive definite M⁻¹ applied to (m, p).
+    Returns (X, info) with ``iterations`` and the recursive residuals.
     """
     m = B.shape[0]
     bnorm = B.norm(dim=1)
