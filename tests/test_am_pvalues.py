@@ -46,3 +46,37 @@ def test_summary_and_feature_tables(small_trial):
     assert set(features["feature"]) == {"const", "age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"}
     with pytest.raises(KeyError, match="no trials"):
         feature_table([params], [result], "wine-quality")
+
+
+def test_diagnostics_run_only_in_the_paper_profile():
+    from amlib.experiments.am_pvalues import diagnostic_grid
+
+    assert diagnostic_grid(PROFILES["quick"]) == []
+    extra = diagnostic_grid(PROFILES["paper"])
+    assert [(t["dataset"], t["attack"], t["seed"], t["epochs"]) for t in extra] == [
+        ("ca-housing", "cca", 1, 600), ("ca-housing", "cca", 2, 600), ("ca-housing", "cca", 0, 1200)]
+    assert all(t["modelers"] == ["cca"] and t["masks"] == 20 for t in extra)
+
+
+def test_compare_cells_counts_agreement_with_the_paper():
+    from amlib.experiments.am_pvalues import claimed_cells, compare_cells, paper_values
+
+    paper = paper_values()
+    table8 = paper[paper["table"] == "AM-8"]
+    assert len(table8) == 76
+    ours = table8[["dataset", "modeler", "attack", "mechanism"]].assign(pvalue=table8["value"].to_numpy())
+    cells = compare_cells(ours)
+    assert len(cells) == 76 and cells["agree"].all()
+    flipped = ours.copy()
+    hit = (flipped["dataset"] == "wine-quality") & (flipped["modeler"] == "cca") & \
+        (flipped["attack"] == "cca") & (flipped["mechanism"] == "BLAMM")
+    flipped.loc[hit, "pvalue"] = 0.01
+    cells = compare_cells(flipped)
+    assert (~cells["agree"]).sum() == 1
+    claimed = claimed_cells(cells)
+    assert (claimed["mechanism"] == "BLAMM").all() and claimed["check_paper"].all()
+    assert {("german-credit", "cca", "mean"), ("diabetes", "mice", "cca"),
+            ("wine-quality", "cca", "cca")} <= set(zip(claimed["dataset"], claimed["modeler"],
+                                                       claimed["attack"]))
+    assert ("wine-quality", "regression", "cca") not in set(zip(claimed["dataset"], claimed["modeler"],
+                                                                claimed["attack"]))
