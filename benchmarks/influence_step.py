@@ -1,0 +1,572 @@
+"""Time and peak memory of one targeted-influence attack step at the influence paper's shapes.
+
+Usage::
+
+    python benchmarks/influence_step.py [--shapes caltech101 pet cifar10] [--steps 3]
+        [--threads 2] [--tol 1e-2] [--skip-lissa] [--skip-naive] [--naive-guard-gb 16]
+        [--workdir DIR] [--out results/influence-benchmark.json]
+
+What one attack step is (the backward-friendly attack of the influence paper, Alg. 1 and
+App. A.1.1, with the "min higher-rank influence" objective of Eq. 4):
+
+1. rank every training point: s_a = (H + δI)⁻¹ G_test by conjugate gradients, then the value
+   G_testᵀ (H + δI)⁻¹ g_i of all n points from one matrix product (no per-sample gradient matrix);
+2. the linearisation coefficients c (target −1, +1/|A| on the points ranked above it);
+3. the second solve s_b = (H + δI)⁻¹ b, b = Σ_i c_i g_i, and the gradient of the surrogate
+   S(θ) = −[a(θ)ᵀ s_b + b(θ)ᵀ s_a − s_aᵀ H(θ) s_b] by one backward pass;
+4. an Adam update and the projection onto the ball ‖θ − θ*‖ ≤ ε‖θ*‖.
+
+The problems are synthetic stand-ins with the paper's shapes: 2048-d standardised features
+(a power-law covariance spectrum like deep features, class signal in the leading directions),
+a linear softmax model with bias trained by the paper's SGD recipe, damping δ = 0.01 in the
+Hessian. Per shape, every measurement runs in a fresh Python process, and its peak resident set
+(``ru_maxrss`` of that child from ``os.wait4``; ``VmHWM`` as a cross-check) is reported:
+
+- ``floor``: the interpreter, torch, amlib.influence and the data set — no attack at all;
+- ``ours``: ``--steps`` attack steps (the first cold, later ones warm-started from the previous
+  solutions), each timed, with the solvers' true relative residuals ‖(H + δI)x − v‖/‖v‖;
+- ``lissa``: one LiSSA solve of H⁻¹ G_test with the original code's settings (scale 25,
+  damp 0.01, 10⁶ samples in batches of 1024 = 977 batch HVPs); residuals against H + 0.01 I and
+  against its own fixed point H + 0.25 I (damp·scale, see ``amlib.influence.hvp``), and the
+  distance to a tight CG solution. ``--skip-lissa`` leaves it out;
+- ``naive``: the differentiable reference — backpropagation through an unrolled (plain) CG —
+  first with two small iteration counts to extrapolate its memory per iteration, then with the
+  number of plain-CG iterations that reaches our tolerance, unless the extrapolated peak exceeds
+  ``--naive-guard-gb`` (or 80 % of the memory available), in which case it is skipped with a note.
+
+The original code's numbers (per step, same 2-core CPU, ``ORIGINAL`` below) come from the
+project's issue 5; they are inputs for the comparison, not measured here. Prints a table; ``--out``
+writes JSON with a provenance block. Run it on an otherwise idle machine: the timings are
+wall-clock.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+D_FEATURES = 2048
+# training points n, attack ("test") points m, classes C (influence paper, App. A.1.2); ``signal``
+# sets the class separation of the synthetic features so that the honest model's test accuracy is
+# near ResNet50 linear-probe accuracies (about 0.9), not trivially 1.0.
+SHAPES = {
+    "caltech101": {"n": 6941, "m": 868, "classes": 101, "signal": 0.5},
+    "pet": {"n": 3680, "m": 1835, "classes": 37, "signal": 0.4},
+    "cifar10": {"n": 50000, "m": 5000, "classes": 10, "signal": 0.2},
+}
+# The authors' code (LiSSA, 1e6 samples = 977 HVP batches per solve, 3 solves and 2 rankings per
+# step; its memory peak is a list of one full gradient per training point), timed per attack step
+# on this 2-core CPU — issue 5 of this project. Ranges are over the steps that were timed.
+ORIGINAL = {
+    "caltech101": {"seconds_min": 91.0, "seconds_max": 99.0, "peak_gb": 5.84},
+    "pet": {"seconds_min": 59.0, "seconds_max": 59.0, "peak_gb": 1.51},
+    "cifar10": {"seconds_min": 71.0, "seconds_max": 114.0, "peak_gb": 4.78},
+}
+SPEED_TARGET, MEMORY_TARGET = 20.0, 10.0
+DAMPING = 0.01           # the original code's damping, in the Hessian
+EPS, K_TOP, LR = 0.1, 1, 0.01
+GB = 1e9
+
+
+# ----------------------------------------------------------------------------------------------
+# synthetic problems
+# ----------------------------------------------------------------------------------------------
+def synthetic_features(n: int, m: int, classes: int, *, seed: int, d: int = D_FEATURES,
+                       spectrum: float = 1.0, signal: float = 0.5, signal_dims: int = 256,
+                       chunk: int = 4096):
+    """Standardised float32 features shaped like ResNet50 embeddings, train and test.
+
+    A latent z ~ N(μ_y, I) in R^d, with class means μ_c ~ N(0, signal²) on the first
+    ``signal_dims`` coordinates (zero elsewhere), is mapped to features z·diag(k^(−spectrum/2))·Q
+    (Q a random rotation), so the feature covariance has a power-law spectrum and the class
+    information lies in its leading directions. Columns are standardised with the training mean
+    and standard deviation, as the paper standardises the ResNet features.
+    """
+    gen = np.random.default_rng(seed)
+    scales = np.arange(1, d + 1, dtype=np.float64) ** (-spectrum / 2)
+    Q, _ = np.linalg.qr(gen.standard_normal((d, d)))
+    B = (scales[:, None] * Q).astype(np.float32)
+    means = np.zeros((classes, d), dtype=np.float32)
+    means[:, :signal_dims] = signal * gen.standard_normal((classes, signal_dims))
+
+    def draw(rows):
+        y = gen.integers(0, classes, size=rows)
+        X = np.empty((rows, d), dtype=np.float32)
+        for lo in range(0, rows, chunk):
+            hi = min(rows, lo + chunk)
+            z = gen.standard_normal((hi - lo, d), dtype=np.float32) + means[y[lo:hi]]
+            X[lo:hi] = z @ B
+        return X, y
+
+    X, y = draw(n)
+    Xt, yt = draw(m)
+    mu = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    sd = X.std(axis=0, dtype=np.float64).astype(np.float32)
+    for A in (X, Xt):
+        for lo in range(0, len(A), chunk):
+            A[lo:lo + chunk] -= mu
+            A[lo:lo + chunk] /= sd
+    return X, y, Xt, yt
+
+
+def problem_path(workdir: Path, shape: str, seed: int, epochs: int) -> Path:
+    return workdir / f"{shape}-seed{seed}-sgd{epochs}"
+
+
+# ----------------------------------------------------------------------------------------------
+# child processes (one per measurement; --role selects which)
+# ----------------------------------------------------------------------------------------------
+def _vm_hwm_bytes() -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return -1
+
+
+def _load(folder: Path):
+    import torch
+
+    X = torch.from_numpy(np.load(folder / "X.npy"))
+    y = torch.from_numpy(np.load(folder / "y.npy"))
+    Xt = torch.from_numpy(np.load(folder / "Xt.npy"))
+    yt = torch.from_numpy(np.load(folder / "yt.npy"))
+    theta = torch.from_numpy(np.load(folder / "theta.npy"))
+    meta = json.loads((folder / "meta.json").read_text())
+    return X, y, Xt, yt, theta, meta
+
+
+def role_prepare(args) -> dict:
+    """Generate the features and train the honest model (paper's SGD recipe); cache to disk."""
+    import torch
+
+    from amlib.influence import fit_logistic_sgd, stationarity
+
+    torch.set_num_threads(args.threads)
+    shape = SHAPES[args.shape]
+    folder = Path(args.problem)
+    start = time.perf_counter()
+    X, y, Xt, yt = synthetic_features(shape["n"], shape["m"], shape["classes"], seed=args.seed,
+                                      signal=shape["signal"])
+    gen_s = time.perf_counter() - start
+    Xtr, ytr = torch.from_numpy(X), torch.from_numpy(y)
+    fit = fit_logistic_sgd(Xtr, ytr, n_classes=shape["classes"], lr=1e-3, epochs=args.train_epochs,
+                           batch_size=64, seed=42)
+    model, theta = fit.model, fit.theta
+    with torch.no_grad():
+        probs = model.probs(theta, Xtr)
+    meta = {"shape": args.shape, **shape, "d": D_FEATURES, "n_params": model.n_params,
+            "seed": args.seed, "train_epochs": args.train_epochs,
+            "train_accuracy": model.accuracy(theta, Xtr, ytr),
+            "test_accuracy": model.accuracy(theta, torch.from_numpy(Xt), torch.from_numpy(yt)),
+            "mean_max_probability": float(probs.max(dim=1).values.mean()),
+            "grad_norm": stationarity(model, theta, Xtr, ytr)[0],
+            "generate_seconds": gen_s, "train_seconds": fit.seconds}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in (("X", X), ("y", y), ("Xt", Xt), ("yt", yt), ("theta", theta.numpy())):
+        np.save(folder / f"{name}.npy", arr)
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def role_floor(args) -> dict:
+    """Interpreter + torch + amlib.influence + the data: what every configuration pays anyway."""
+    import torch
+
+    import amlib.influence  # noqa: F401  (its import footprint belongs to the floor)
+
+    torch.set_num_threads(args.threads)
+    X, y, Xt, yt, theta, meta = _load(Path(args.problem))
+    return {"data_bytes": sum(t.numel() * t.element_size() for t in (X, y, Xt, yt, theta))}
+
+
+def _setup(args):
+    import torch
+
+    from amlib.influence import LogisticModel
+
+    torch.set_num_threads(args.threads)
+    X, y, Xt, yt, theta, meta = _load(Path(args.problem))
+    model = LogisticModel(D_FEATURES, meta["classes"], bias=True)
+    return model, X, y, Xt, yt, theta, meta
+
+
+def role_ours(args) -> dict:
+    """``--steps`` steps of the backward-friendly attack, each timed; solver residuals.
+
+    The step is the one :class:`amlib.influence.TargetedInfluenceAttack` takes (without the
+    Lightning loop around it): one solver per θ, s_a for the ranking, the coefficients, s_b and
+    the surrogate's gradient with the same solver, Adam, projection. Warm starts from the
+    previous step's s_a and s_b, as the attack does.
+    """
+    import torch
+
+    from amlib.influence import (InverseHVP, attack_coefficients, per_sample_grad_dot,
+                                 project_to_ball, ranks, surrogate_gradient, test_gradient)
+
+    model, X, y, Xt, yt, theta_star, meta = _setup(args)
+    solver_opts = {"tol": args.tol, **json.loads(args.solver_opts)}
+
+    def rank_step(theta, s_a):
+        solver = InverseHVP(model, theta, X, method="cg", damping=DAMPING, **solver_opts)
+        info = solver.solve(test_gradient(model, theta, Xt, yt), x0=s_a)
+        with torch.no_grad():
+            values = per_sample_grad_dot(model, theta, X, y, info.solution)
+            accuracy = float((model.predict(theta, Xt) == yt).double().mean())
+        return solver, info, values, accuracy
+
+    start = time.perf_counter()
+    _, honest, values0, _ = rank_step(theta_star, None)
+    rank0 = ranks(values0)
+    target = int((rank0 == len(rank0) // 2).nonzero()[0, 0])   # the median-ranked point
+    setup_s = time.perf_counter() - start
+    radius = EPS * float(theta_star.norm())
+    theta = theta_star.clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta], lr=LR)
+    s_a = s_b = None
+    steps = []
+    for step in range(args.steps):
+        t0 = time.perf_counter()
+        solver, info, values, accuracy = rank_step(theta.detach(), s_a)
+        r = ranks(values)
+        c = attack_coefficients(values, target, K_TOP, "higher_ranked")
+        t1 = time.perf_counter()
+        out = surrogate_gradient(model, theta.detach(), X, y, Xt, yt, c, s_a=info.solution,
+                                 x0=s_b, solver=solver)
+        t2 = time.perf_counter()
+        opt.zero_grad()
+        theta.grad = out.grad.to(theta.dtype)
+        opt.step()
+        with torch.no_grad():
+            theta.copy_(project_to_ball(theta, theta_star, radius))
+        t3 = time.perf_counter()
+        s_a, s_b = info.solution, out.s_b
+        steps.append({"step": step, "seconds": t3 - t0, "rank_seconds": t1 - t0,
+                      "surrogate_seconds": t2 - t1, "update_seconds": t3 - t2,
+                      "target_rank": int(r[target]), "objective": float(out.value),
+                      "accuracy": accuracy,
+                      "cg_iters_a": int(info.iterations),
+                      "cg_iters_b": int(out.ihvp_info.iterations),
+                      "residual_a": float(info.relative_residual),
+                      "residual_b": float(out.ihvp_info.relative_residual)})
+    return {"setup_seconds": setup_s, "target": target, "steps": steps,
+            "honest_cg_iters": int(honest.iterations), "solver_opts": solver_opts}
+
+
+def role_lissa(args) -> dict:
+    """One LiSSA solve with the original settings vs CG on the same right-hand side."""
+    import torch
+
+    from amlib.influence import HessianOperator, InverseHVP, test_gradient
+
+    model, X, y, Xt, yt, theta, meta = _setup(args)
+    v = test_gradient(model, theta, Xt, yt)
+    lissa = InverseHVP(model, theta, X, method="lissa", damping=0.0, lissa_scale=25.0,
+                       lissa_damping=0.01, lissa_samples=1_000_000, lissa_batch=1024, seed=0)
+    res = lissa.solve(v)
+    x_lissa = res.solution
+    op = HessianOperator(model, theta, X, damping=DAMPING)
+
+    def rel(x, extra=0.0):
+        r = v - op.matvec(x) - extra * x
+        return float(r.norm() / v.norm())
+
+    solver_opts = {"tol": args.tol, **json.loads(args.solver_opts)}
+    ours = InverseHVP(model, theta, X, method="cg", damping=DAMPING, **solver_opts).solve(v)
+    tight_opts = {**solver_opts, "tol": 1e-5, "max_iter": 2000}
+    tight = InverseHVP(model, theta, X, method="cg", damping=DAMPING, **tight_opts).solve(v)
+    tight25 = InverseHVP(model, theta, X, method="cg", damping=0.25, **tight_opts).solve(v)
+    plain = InverseHVP(model, theta, X, method="cg", damping=DAMPING, tol=args.tol,
+                       precondition=False).solve(v)
+    ref, ref25 = tight.solution, tight25.solution
+    return {
+        "lissa_seconds": res.seconds, "lissa_steps": res.iterations,
+        "lissa_hvp_passes": res.hvp_passes,
+        "lissa_residual_damping_0.01": rel(x_lissa),
+        "lissa_residual_own_damping_0.25": rel(x_lissa, 0.24),
+        "lissa_error_vs_solution_0.01": float((x_lissa - ref).norm() / ref.norm()),
+        "lissa_error_vs_solution_0.25": float((x_lissa - ref25).norm() / ref25.norm()),
+        "cg_seconds": ours.seconds, "cg_iters": ours.iterations,
+        "cg_residual_damping_0.01": rel(ours.solution),
+        "cg_error_vs_solution_0.01": float((ours.solution - ref).norm() / ref.norm()),
+        "plain_cg_iters": plain.iterations, "plain_cg_seconds": plain.seconds,
+        "tight_cg_iters": tight.iterations, "tight_residual": tight.relative_residual,
+        "tight_residual_0.25": tight25.relative_residual,
+    }
+
+
+def role_naive(args) -> dict:
+    """Value and gradient of the attack objective by backprop through ``--cg-iters`` plain CG."""
+    import torch
+
+    from amlib.influence import attack_coefficients, influence_values, naive_objective
+
+    model, X, y, Xt, yt, theta, meta = _setup(args)
+    inf = influence_values(model, theta, X, y, Xt, yt, method="cg", damping=DAMPING,
+                           tol=args.tol, check_stationary=False)
+    c = attack_coefficients(inf.values, args.target, K_TOP, "higher_ranked")
+    th = theta.clone().requires_grad_(True)
+    start = time.perf_counter()
+    value = naive_objective(model, th, X, y, Xt, yt, c, cg_iters=args.cg_iters, damping=DAMPING,
+                            tol=args.tol)
+    value.backward()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "cg_iters": args.cg_iters, "value": float(value.detach()),
+            "grad_norm": float(th.grad.norm())}
+
+
+ROLES = {"prepare": role_prepare, "floor": role_floor, "ours": role_ours, "lissa": role_lissa,
+         "naive": role_naive}
+
+
+def child_main(args) -> None:
+    load_before = os.getloadavg()
+    result = ROLES[args.role](args)
+    result["vm_hwm_bytes"] = _vm_hwm_bytes()
+    result["loadavg_1min_before_after"] = [load_before[0], os.getloadavg()[0]]
+    Path(args.result).write_text(json.dumps(result, indent=2))
+
+
+# ----------------------------------------------------------------------------------------------
+# parent: one fresh process per measurement
+# ----------------------------------------------------------------------------------------------
+def run_child(role: str, args, problem: Path, **extra) -> dict:
+    """Run ``role`` in a fresh interpreter; its result plus peak RSS (wait4) and wall time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result_path = Path(tmp) / "result.json"
+        cmd = [sys.executable, __file__, "--role", role, "--problem", str(problem),
+               "--result", str(result_path), "--threads", str(args.threads),
+               "--tol", repr(args.tol), "--steps", str(args.steps), "--seed", str(args.seed),
+               "--train-epochs", str(args.train_epochs), "--solver-opts", args.solver_opts]
+        for key, value in extra.items():
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmark child {role!r} for {problem.name} failed with exit "
+                               f"code {proc.returncode} (see its traceback above)")
+        result = json.loads(result_path.read_text())
+    result["peak_rss_bytes"] = usage.ru_maxrss * 1024   # Linux reports kilobytes
+    result["process_seconds"] = wall
+    return result
+
+
+def mem_available_bytes() -> int:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure_shape(name: str, args) -> dict:
+    problem = problem_path(Path(args.workdir), name, args.seed, args.train_epochs)
+    if not (problem / "meta.json").exists():
+        print(f"[{name}] generating features and training the honest model ...", flush=True)
+        run_child("prepare", args, problem, shape=name)
+    meta = json.loads((problem / "meta.json").read_text())
+    row = {"shape": name, **{k: meta[k] for k in ("n", "m", "classes", "d", "n_params",
+                                                  "train_accuracy", "test_accuracy",
+                                                  "mean_max_probability", "train_epochs")},
+           "original": ORIGINAL[name]}
+    print(f"[{name}] n={meta['n']} m={meta['m']} C={meta['classes']} p={meta['n_params']:,} "
+          f"honest acc train {meta['train_accuracy']:.3f} test {meta['test_accuracy']:.3f}",
+          flush=True)
+    row["floor"] = run_child("floor", args, problem)
+    row["ours"] = run_child("ours", args, problem)
+    steps = row["ours"]["steps"]
+    row["ours"]["cold_step_seconds"] = steps[0]["seconds"]
+    row["ours"]["warm_step_seconds"] = (statistics.median(s["seconds"] for s in steps[1:])
+                                        if len(steps) > 1 else None)
+    print(f"[{name}] ours: steps {[round(s['seconds'], 2) for s in steps]} s, peak "
+          f"{row['ours']['peak_rss_bytes'] / GB:.2f} GB (floor {row['floor']['peak_rss_bytes'] / GB:.2f})",
+          flush=True)
+    if not args.skip_lissa:
+        row["lissa"] = run_child("lissa", args, problem)
+        print(f"[{name}] LiSSA (original settings): {row['lissa']['lissa_seconds']:.1f} s, "
+              f"residual {row['lissa']['lissa_residual_damping_0.01']:.3g} (δ=0.01) / "
+              f"{row['lissa']['lissa_residual_own_damping_0.25']:.3g} (δ=0.25); CG "
+              f"{row['lissa']['cg_residual_damping_0.01']:.3g}", flush=True)
+    if not args.skip_naive:
+        row["naive"] = measure_naive(name, args, problem, row)
+    return row
+
+
+def measure_naive(name, args, problem, row) -> dict:
+    target = row["ours"]["target"]
+    if "lissa" in row:
+        full_iters = int(row["lissa"]["plain_cg_iters"])
+        iters_note = "plain-CG iterations that reach the same tolerance"
+    else:
+        full_iters = int(args.naive_iters)
+        iters_note = "--naive-iters (run without LiSSA, so plain-CG iterations are unknown)"
+    probes = {}
+    for k in args.naive_probe:
+        probes[k] = run_child("naive", args, problem, cg_iters=k, target=target)
+        print(f"[{name}] naive probe, {k} unrolled CG iterations: "
+              f"{probes[k]['seconds']:.2f} s, peak {probes[k]['peak_rss_bytes'] / GB:.2f} GB",
+              flush=True)
+    k1, k2 = sorted(probes)[:2]
+    per_iter = max(0.0, (probes[k2]["peak_rss_bytes"] - probes[k1]["peak_rss_bytes"]) / (k2 - k1))
+    sec_per_iter = (probes[k2]["seconds"] - probes[k1]["seconds"]) / (k2 - k1)
+    predicted = probes[k2]["peak_rss_bytes"] + per_iter * (full_iters - k2)
+    guard = min(args.naive_guard_gb * GB, 0.8 * mem_available_bytes())
+    out = {"probes": probes, "bytes_per_iteration": per_iter,
+           "seconds_per_iteration": sec_per_iter, "full_iters": full_iters,
+           "full_iters_means": iters_note, "predicted_peak_bytes": predicted,
+           "predicted_seconds": probes[k2]["seconds"] + sec_per_iter * (full_iters - k2),
+           "guard_bytes": guard}
+    if predicted > guard:
+        out["skipped"] = (f"not run: {full_iters} unrolled iterations would need about "
+                          f"{predicted / GB:.1f} GB, above the guard of {guard / GB:.1f} GB")
+        print(f"[{name}] naive: {out['skipped']}", flush=True)
+    else:
+        out["full"] = run_child("naive", args, problem, cg_iters=full_iters, target=target)
+        print(f"[{name}] naive, {full_iters} iterations: {out['full']['seconds']:.1f} s, peak "
+              f"{out['full']['peak_rss_bytes'] / GB:.2f} GB", flush=True)
+    return out
+
+
+def summarise(row: dict) -> dict:
+    """Speed-up and memory ratios against the original code, and whether the targets hold."""
+    orig, ours = row["original"], row["ours"]
+    step = ours["warm_step_seconds"] or ours["cold_step_seconds"]
+    peak = ours["peak_rss_bytes"] / GB
+    floor = row["floor"]["peak_rss_bytes"] / GB
+    s = {"step_seconds_cold": ours["cold_step_seconds"], "step_seconds_warm": ours["warm_step_seconds"],
+         "speedup_cold": orig["seconds_min"] / ours["cold_step_seconds"],
+         "speedup_warm": orig["seconds_min"] / step,
+         "peak_gb": peak, "floor_gb": floor, "attack_gb_above_floor": peak - floor,
+         "memory_ratio": orig["peak_gb"] / peak,
+         "memory_target_gb": orig["peak_gb"] / MEMORY_TARGET,
+         "floor_exceeds_memory_target": floor > orig["peak_gb"] / MEMORY_TARGET}
+    s["speed_target_met"] = s["speedup_cold"] >= SPEED_TARGET
+    s["memory_target_met"] = s["memory_ratio"] >= MEMORY_TARGET
+    if "lissa" in row:
+        worst = max(max(st["residual_a"], st["residual_b"]) for st in ours["steps"])
+        s["worst_residual"] = worst
+        # the stricter of the two comparisons: LiSSA against its own fixed point H + 0.25 I
+        s["accuracy_target_met"] = worst <= row["lissa"]["lissa_residual_own_damping_0.25"]
+    return s
+
+
+def print_table(rows: list[dict]) -> None:
+    head = (f"{'shape':11s} {'p':>8s} | {'orig s':>9s} {'ours cold':>9s} {'warm':>6s} "
+            f"{'x':>6s} | {'orig GB':>7s} {'ours GB':>7s} {'floor':>6s} {'x':>5s} | "
+            f"{'res ours':>8s} {'LiSSA .25':>9s} {'LiSSA .01':>9s} | naive")
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        s = row["summary"]
+        o = row["original"]
+        res_ours = max(max(st["residual_a"], st["residual_b"]) for st in row["ours"]["steps"])
+        res_l = row["lissa"]["lissa_residual_own_damping_0.25"] if "lissa" in row else float("nan")
+        res_l1 = row["lissa"]["lissa_residual_damping_0.01"] if "lissa" in row else float("nan")
+        naive = row.get("naive")
+        if naive is None:
+            naive_s = "not run"
+        elif "full" in naive:
+            naive_s = (f"{naive['full']['seconds']:.1f} s, {naive['full']['peak_rss_bytes'] / GB:.1f} GB "
+                       f"({naive['full_iters']} it)")
+        else:
+            naive_s = f"skipped (~{naive['predicted_peak_bytes'] / GB:.0f} GB, {naive['full_iters']} it)"
+        warm = s["step_seconds_warm"]
+        print(f"{row['shape']:11s} {row['n_params']:8,d} | "
+              f"{o['seconds_min']:4.0f}-{o['seconds_max']:<4.0f} {s['step_seconds_cold']:9.2f} "
+              f"{(warm if warm is not None else float('nan')):6.2f} {s['speedup_cold']:6.1f} | "
+              f"{o['peak_gb']:7.2f} {s['peak_gb']:7.2f} {s['floor_gb']:6.2f} "
+              f"{s['memory_ratio']:5.1f} | {res_ours:8.1e} {res_l:9.2e} {res_l1:9.2e} | {naive_s}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--steps", type=int, default=3, help="attack steps timed per shape")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (2 = this CPU)")
+    parser.add_argument("--tol", type=float, default=1e-2,
+                        help="CG tolerance on the relative residual of both solves")
+    parser.add_argument("--solver-opts", default="{}",
+                        help="extra InverseHVP options for our CG as JSON, e.g. "
+                             "'{\"precondition\": true}'")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic features")
+    parser.add_argument("--train-epochs", type=int, default=30,
+                        help="SGD epochs of the honest model (paper: 100; lr 1e-3, batch 64)")
+    parser.add_argument("--skip-lissa", action="store_true",
+                        help="skip the (slow) LiSSA solve with the original settings")
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--naive-guard-gb", type=float, default=16.0)
+    parser.add_argument("--naive-probe", type=int, nargs=2, default=[10, 40],
+                        help="two unrolled-iteration counts run first to extrapolate the memory")
+    parser.add_argument("--naive-iters", type=int, default=100,
+                        help="unrolled CG iterations of the naive run when LiSSA is skipped")
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(),
+                                                          "amlib-influence-benchmark"),
+                        help="cache of the generated problems")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    # internal: a child process
+    parser.add_argument("--role", choices=list(ROLES), help=argparse.SUPPRESS)
+    parser.add_argument("--problem", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--shape", help=argparse.SUPPRESS)
+    parser.add_argument("--cg-iters", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--target", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role:
+        return child_main(args)
+    if args.steps < 1 or args.tol <= 0:
+        parser.error("--steps must be >= 1 and --tol > 0")
+    import torch
+
+    from amlib.provenance import provenance
+
+    start = time.perf_counter()
+    rows = []
+    for name in args.shapes:
+        row = measure_shape(name, args)
+        row["summary"] = summarise(row)
+        rows.append(row)
+    print()
+    print_table(rows)
+    config = {k: getattr(args, k) for k in ("shapes", "steps", "threads", "tol", "seed",
+                                            "train_epochs", "skip_lissa", "skip_naive",
+                                            "naive_guard_gb", "naive_probe")}
+    config.update(damping=DAMPING, eps=EPS, k=K_TOP, lr=LR, objective="higher_ranked",
+                  d=D_FEATURES, speed_target=SPEED_TARGET, memory_target=MEMORY_TARGET)
+    report = {"provenance": provenance("influence-benchmark", "benchmark", args.seed, config,
+                                       wall_seconds=time.perf_counter() - start,
+                                       cpu=_cpu_name(), cpu_count=os.cpu_count(),
+                                       torch_threads=args.threads,
+                                       torch_version=torch.__version__),
+              "original_source": "issue 5: the authors' code on the same 2-core CPU, per step",
+              "rows": rows}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+if __name__ == "__main__":
+    main()
