@@ -2,9 +2,10 @@
 
 Usage::
 
-    python benchmarks/influence_step.py [--shapes caltech101 pet cifar10] [--steps 3]
-        [--threads 2] [--tol 1e-2] [--skip-lissa] [--skip-naive] [--naive-guard-gb 16]
-        [--workdir DIR] [--out results/influence-benchmark.json]
+    python benchmarks/influence_step.py [--shapes caltech101 pet cifar10] [--steps 5]
+        [--threads 2] [--tol 1e-2] [--variants library proposed] [--solver-opts JSON]
+        [--skip-lissa] [--skip-naive] [--naive-guard-gb 16] [--workdir DIR]
+        [--out results/influence-benchmark.json]
 
 What one attack step is (the backward-friendly attack of the influence paper, Alg. 1 and
 App. A.1.1, with the "min higher-rank influence" objective of Eq. 4):
@@ -13,8 +14,12 @@ App. A.1.1, with the "min higher-rank influence" objective of Eq. 4):
    G_testᵀ (H + δI)⁻¹ g_i of all n points from one matrix product (no per-sample gradient matrix);
 2. the linearisation coefficients c (target −1, +1/|A| on the points ranked above it);
 3. the second solve s_b = (H + δI)⁻¹ b, b = Σ_i c_i g_i, and the gradient of the surrogate
-   S(θ) = −[a(θ)ᵀ s_b + b(θ)ᵀ s_a − s_aᵀ H(θ) s_b] by one backward pass;
+   S(θ) = a(θ)ᵀ s_b + b(θ)ᵀ s_a − s_aᵀ H(θ) s_b (value units; s_a, s_b frozen) by one
+   backward pass;
 4. an Adam update and the projection onto the ball ‖θ − θ*‖ ≤ ε‖θ*‖.
+
+The honest ranking that picks the target (the median-ranked training point) is set-up, timed
+separately and not counted as a step.
 
 The problems are synthetic stand-ins with the paper's shapes: 2048-d standardised features
 (a power-law covariance spectrum like deep features, class signal in the leading directions),
@@ -24,7 +29,10 @@ Hessian. Per shape, every measurement runs in a fresh Python process, and its pe
 
 - ``floor``: the interpreter, torch, amlib.influence and the data set — no attack at all;
 - ``ours``: ``--steps`` attack steps (the first cold, later ones warm-started from the previous
-  solutions), each timed, with the solvers' true relative residuals ‖(H + δI)x − v‖/‖v‖;
+  solutions), each timed, with the solvers' true relative residuals ‖(H + δI)x − v‖/‖v‖ —
+  once with ``amlib.influence`` as it is (variant ``library``: unpreconditioned CG) and once with
+  two changes proposed for it, applied in this file (variant ``proposed``: a Kronecker-factored
+  preconditioner for CG and a finiteness check that does not copy the features; see below);
 - ``lissa``: one LiSSA solve of H⁻¹ G_test with the original code's settings (scale 25,
   damp 0.01, 10⁶ samples in batches of 1024 = 977 batch HVPs); residuals against H + 0.01 I and
   against its own fixed point H + 0.25 I (damp·scale, see ``amlib.influence.hvp``), and the
@@ -43,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -133,6 +140,20 @@ def _vm_hwm_bytes() -> int:
     return -1
 
 
+def _reset_peak() -> int:
+    """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5) and return that RSS in bytes."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return -1
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return -1
+
+
 def _load(folder: Path):
     import torch
 
@@ -200,6 +221,90 @@ def _setup(args):
     return model, X, y, Xt, yt, theta, meta
 
 
+# ----------------------------------------------------------------------------------------------
+# "--variant proposed": two library changes proposed in the feedback to amlib.influence, applied
+# here so that their effect can be measured. Remove once amlib.influence ships them.
+#   1. a Kronecker-factored (K-FAC) preconditioner for CG: M = A ⊗ G + shift·I with
+#      A = (1/n) Σ (diag p_i − p_i p_iᵀ) (K × K, per θ) and G = (1/n) Σ a_i a_iᵀ, a_i = [x_i, 1]
+#      (D × D, depends on X only: factorised once per data set);
+#   2. a finiteness check of the features that neither copies X nor scans it element-wise on
+#      every call (a NaN or inf entry makes the sum non-finite; only then the full check runs).
+# ----------------------------------------------------------------------------------------------
+def _patch_feature_check():
+    import torch
+
+    import amlib.influence.models as models
+
+    full_check = models.as_features
+
+    def as_features(X, dtype=None, name="X"):
+        if (isinstance(X, torch.Tensor) and torch.is_floating_point(X) and X.ndim == 2
+                and X.shape[0] > 0 and (dtype is None or X.dtype == dtype)
+                and bool(torch.isfinite(X.sum()))):
+            return X.detach() if X.requires_grad else X
+        return full_check(X, dtype=dtype, name=name)
+
+    models.as_features = as_features
+
+
+def kfac_solver_class(model, X):
+    """An InverseHVP whose CG is preconditioned by the Kronecker factorisation above.
+
+    Returns (class, seconds spent on the Gram matrix and its eigendecomposition)."""
+    import torch
+
+    from amlib.influence import IHVPResult, InverseHVP, conjugate_gradient
+
+    start = time.perf_counter()
+    n, d = X.shape
+    K, D = model.n_outputs, model.row_size
+    G = torch.empty(D, D, dtype=X.dtype)
+    G[:d, :d] = X.T @ X
+    if model.bias:
+        col = X.sum(dim=0)
+        G[:d, d], G[d, :d], G[d, d] = col, col, float(n)
+    G.div_(n)
+    lam, U = torch.linalg.eigh(G)   # in the features' precision: it only preconditions
+    del G
+    lam = lam.clamp_min(0)
+    gram_seconds = time.perf_counter() - start
+
+    class KroneckerCG(InverseHVP):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            P = self.op.P
+            if model.binary:
+                A = (P * (1 - P)).mean(dim=0).reshape(1, 1)
+            else:
+                A = (torch.diag(P.sum(dim=0)) - P.T @ P) / P.shape[0]
+            sig, Q = torch.linalg.eigh(A.double())
+            den = sig.clamp_min(0).to(X.dtype)[:, None] * lam[None, :] + self.op.shift
+            self._den = den.clamp_min(1e-6 * float(den.max()))
+            self._Q = Q.to(X.dtype)
+
+        def _precondition(self, R):
+            T = self._Q.T @ R.reshape(-1, K, D) @ U
+            return (self._Q @ (T / self._den) @ U.T).reshape(R.shape)
+
+        def solve(self, v, x0=None):
+            p = model.n_params
+            single = v.ndim == 1
+            V = v.detach().to(self.dtype).reshape(-1, p)
+            start = time.perf_counter()
+            passes = self.op.n_matvecs
+            S, info = conjugate_gradient(self.op.matvec, V,
+                                         x0=None if x0 is None else x0.detach().reshape(-1, p),
+                                         tol=self.tol, max_iter=self.max_iter,
+                                         precond_fn=self._precondition)
+            result = IHVPResult(S[0] if single else S, self.residual(V, S), info["iterations"],
+                                time.perf_counter() - start, "cg+kfac",
+                                self.op.n_matvecs - passes, self.effective_damping)
+            self.info = result
+            return result
+
+    return KroneckerCG, gram_seconds
+
+
 def role_ours(args) -> dict:
     """``--steps`` steps of the backward-friendly attack, each timed; solver residuals.
 
@@ -215,16 +320,20 @@ def role_ours(args) -> dict:
 
     model, X, y, Xt, yt, theta_star, meta = _setup(args)
     solver_opts = {"tol": args.tol, **json.loads(args.solver_opts)}
+    start = time.perf_counter()
+    Solver, gram_s = InverseHVP, 0.0
+    if args.variant == "proposed":
+        _patch_feature_check()
+        Solver, gram_s = kfac_solver_class(model, X)
 
     def rank_step(theta, s_a):
-        solver = InverseHVP(model, theta, X, method="cg", damping=DAMPING, **solver_opts)
+        solver = Solver(model, theta, X, method="cg", damping=DAMPING, **solver_opts)
         info = solver.solve(test_gradient(model, theta, Xt, yt), x0=s_a)
         with torch.no_grad():
             values = per_sample_grad_dot(model, theta, X, y, info.solution)
             accuracy = float((model.predict(theta, Xt) == yt).double().mean())
         return solver, info, values, accuracy
 
-    start = time.perf_counter()
     _, honest, values0, _ = rank_step(theta_star, None)
     rank0 = ranks(values0)
     target = int((rank0 == len(rank0) // 2).nonzero()[0, 0])   # the median-ranked point
@@ -258,7 +367,8 @@ def role_ours(args) -> dict:
                       "cg_iters_b": int(out.ihvp_info.iterations),
                       "residual_a": float(info.relative_residual),
                       "residual_b": float(out.ihvp_info.relative_residual)})
-    return {"setup_seconds": setup_s, "target": target, "steps": steps,
+    return {"setup_seconds": setup_s, "gram_seconds": gram_s, "variant": args.variant,
+            "target": target, "steps": steps,
             "honest_cg_iters": int(honest.iterations), "solver_opts": solver_opts}
 
 
@@ -305,22 +415,32 @@ def role_lissa(args) -> dict:
 
 
 def role_naive(args) -> dict:
-    """Value and gradient of the attack objective by backprop through ``--cg-iters`` plain CG."""
+    """Value and gradient of the attack objective by backprop through ``--cg-iters`` plain CG.
+
+    Runs with the cheap feature check of ``--variant proposed``: the library's full check would
+    add a transient copy-sized spike (0.7 GB at CIFAR shape) that hides the unrolled solver's own
+    memory, which is what this measurement is for.
+    """
     import torch
 
     from amlib.influence import attack_coefficients, influence_values, naive_objective
 
+    _patch_feature_check()
     model, X, y, Xt, yt, theta, meta = _setup(args)
     inf = influence_values(model, theta, X, y, Xt, yt, method="cg", damping=DAMPING,
                            tol=args.tol, check_stationary=False)
     c = attack_coefficients(inf.values, args.target, K_TOP, "higher_ranked")
     th = theta.clone().requires_grad_(True)
+    setup_peak = _vm_hwm_bytes()   # the ranking above; the peak is then reset to measure the naive part
+    rss_before = _reset_peak()
     start = time.perf_counter()
     value = naive_objective(model, th, X, y, Xt, yt, c, cg_iters=args.cg_iters, damping=DAMPING,
                             tol=args.tol)
     value.backward()
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "cg_iters": args.cg_iters, "value": float(value.detach()),
+            "setup_peak_bytes": setup_peak, "rss_before_bytes": rss_before,
+            "phase_peak_bytes": _vm_hwm_bytes(),
             "grad_norm": float(th.grad.norm())}
 
 
@@ -385,14 +505,17 @@ def measure_shape(name: str, args) -> dict:
           f"honest acc train {meta['train_accuracy']:.3f} test {meta['test_accuracy']:.3f}",
           flush=True)
     row["floor"] = run_child("floor", args, problem)
-    row["ours"] = run_child("ours", args, problem)
-    steps = row["ours"]["steps"]
-    row["ours"]["cold_step_seconds"] = steps[0]["seconds"]
-    row["ours"]["warm_step_seconds"] = (statistics.median(s["seconds"] for s in steps[1:])
-                                        if len(steps) > 1 else None)
-    print(f"[{name}] ours: steps {[round(s['seconds'], 2) for s in steps]} s, peak "
-          f"{row['ours']['peak_rss_bytes'] / GB:.2f} GB (floor {row['floor']['peak_rss_bytes'] / GB:.2f})",
-          flush=True)
+    for variant in args.variants:
+        key = "ours" if variant == "library" else f"ours_{variant}"
+        ours = row[key] = run_child("ours", args, problem, variant=variant)
+        steps = ours["steps"]
+        ours["cold_step_seconds"] = steps[0]["seconds"]
+        ours["warm_step_seconds"] = (statistics.median(s["seconds"] for s in steps[1:])
+                                     if len(steps) > 1 else None)
+        print(f"[{name}] ours ({variant}): steps {[round(s['seconds'], 2) for s in steps]} s, "
+              f"CG iterations {[(s['cg_iters_a'], s['cg_iters_b']) for s in steps]}, peak "
+              f"{ours['peak_rss_bytes'] / GB:.2f} GB (floor {row['floor']['peak_rss_bytes'] / GB:.2f})",
+              flush=True)
     if not args.skip_lissa:
         row["lissa"] = run_child("lissa", args, problem)
         print(f"[{name}] LiSSA (original settings): {row['lissa']['lissa_seconds']:.1f} s, "
@@ -405,23 +528,31 @@ def measure_shape(name: str, args) -> dict:
 
 
 def measure_naive(name, args, problem, row) -> dict:
-    target = row["ours"]["target"]
+    target = row.get("ours", row.get("ours_proposed"))["target"]
     if "lissa" in row:
         full_iters = int(row["lissa"]["plain_cg_iters"])
         iters_note = "plain-CG iterations that reach the same tolerance"
     else:
         full_iters = int(args.naive_iters)
         iters_note = "--naive-iters (run without LiSSA, so plain-CG iterations are unknown)"
+    def naive(k):
+        r = run_child("naive", args, problem, cg_iters=k, target=target)
+        # the peak of the whole process, and what the unrolled solve adds above the RSS before it
+        r["total_peak_bytes"] = max(r["setup_peak_bytes"], r["phase_peak_bytes"])
+        r["unrolled_bytes"] = r["phase_peak_bytes"] - r["rss_before_bytes"]
+        return r
+
     probes = {}
     for k in args.naive_probe:
-        probes[k] = run_child("naive", args, problem, cg_iters=k, target=target)
-        print(f"[{name}] naive probe, {k} unrolled CG iterations: "
-              f"{probes[k]['seconds']:.2f} s, peak {probes[k]['peak_rss_bytes'] / GB:.2f} GB",
-              flush=True)
+        probes[k] = naive(k)
+        print(f"[{name}] naive probe, {k} unrolled CG iterations: {probes[k]['seconds']:.2f} s, "
+              f"+{probes[k]['unrolled_bytes'] / GB:.2f} GB for the unrolled solve, process peak "
+              f"{probes[k]['total_peak_bytes'] / GB:.2f} GB", flush=True)
     k1, k2 = sorted(probes)[:2]
-    per_iter = max(0.0, (probes[k2]["peak_rss_bytes"] - probes[k1]["peak_rss_bytes"]) / (k2 - k1))
+    per_iter = max(0.0, (probes[k2]["unrolled_bytes"] - probes[k1]["unrolled_bytes"]) / (k2 - k1))
     sec_per_iter = (probes[k2]["seconds"] - probes[k1]["seconds"]) / (k2 - k1)
-    predicted = probes[k2]["peak_rss_bytes"] + per_iter * (full_iters - k2)
+    predicted = max(probes[k2]["setup_peak_bytes"],
+                    probes[k2]["phase_peak_bytes"] + per_iter * (full_iters - k2))
     guard = min(args.naive_guard_gb * GB, 0.8 * mem_available_bytes())
     out = {"probes": probes, "bytes_per_iteration": per_iter,
            "seconds_per_iteration": sec_per_iter, "full_iters": full_iters,
@@ -433,30 +564,31 @@ def measure_naive(name, args, problem, row) -> dict:
                           f"{predicted / GB:.1f} GB, above the guard of {guard / GB:.1f} GB")
         print(f"[{name}] naive: {out['skipped']}", flush=True)
     else:
-        out["full"] = run_child("naive", args, problem, cg_iters=full_iters, target=target)
-        print(f"[{name}] naive, {full_iters} iterations: {out['full']['seconds']:.1f} s, peak "
-              f"{out['full']['peak_rss_bytes'] / GB:.2f} GB", flush=True)
+        out["full"] = naive(full_iters)
+        print(f"[{name}] naive, {full_iters} iterations: {out['full']['seconds']:.1f} s, "
+              f"+{out['full']['unrolled_bytes'] / GB:.2f} GB, process peak "
+              f"{out['full']['total_peak_bytes'] / GB:.2f} GB", flush=True)
     return out
 
 
-def summarise(row: dict) -> dict:
+def summarise(row: dict, key: str = "ours") -> dict:
     """Speed-up and memory ratios against the original code, and whether the targets hold."""
-    orig, ours = row["original"], row["ours"]
-    step = ours["warm_step_seconds"] or ours["cold_step_seconds"]
+    orig, ours = row["original"], row[key]
+    cold, warm = ours["cold_step_seconds"], ours["warm_step_seconds"]
     peak = ours["peak_rss_bytes"] / GB
     floor = row["floor"]["peak_rss_bytes"] / GB
-    s = {"step_seconds_cold": ours["cold_step_seconds"], "step_seconds_warm": ours["warm_step_seconds"],
-         "speedup_cold": orig["seconds_min"] / ours["cold_step_seconds"],
-         "speedup_warm": orig["seconds_min"] / step,
+    s = {"step_seconds_cold": cold, "step_seconds_warm": warm,
+         "speedup_cold": orig["seconds_min"] / cold,
+         "speedup_warm": orig["seconds_min"] / (warm or cold),
          "peak_gb": peak, "floor_gb": floor, "attack_gb_above_floor": peak - floor,
          "memory_ratio": orig["peak_gb"] / peak,
          "memory_target_gb": orig["peak_gb"] / MEMORY_TARGET,
          "floor_exceeds_memory_target": floor > orig["peak_gb"] / MEMORY_TARGET}
     s["speed_target_met"] = s["speedup_cold"] >= SPEED_TARGET
     s["memory_target_met"] = s["memory_ratio"] >= MEMORY_TARGET
+    worst = max(max(st["residual_a"], st["residual_b"]) for st in ours["steps"])
+    s["worst_residual"] = worst
     if "lissa" in row:
-        worst = max(max(st["residual_a"], st["residual_b"]) for st in ours["steps"])
-        s["worst_residual"] = worst
         # the stricter of the two comparisons: LiSSA against its own fixed point H + 0.25 I
         s["accuracy_target_met"] = worst <= row["lissa"]["lissa_residual_own_damping_0.25"]
     return s
@@ -469,31 +601,35 @@ def print_table(rows: list[dict]) -> None:
     print(head)
     print("-" * len(head))
     for row in rows:
-        s = row["summary"]
-        o = row["original"]
-        res_ours = max(max(st["residual_a"], st["residual_b"]) for st in row["ours"]["steps"])
-        res_l = row["lissa"]["lissa_residual_own_damping_0.25"] if "lissa" in row else float("nan")
-        res_l1 = row["lissa"]["lissa_residual_damping_0.01"] if "lissa" in row else float("nan")
-        naive = row.get("naive")
-        if naive is None:
-            naive_s = "not run"
-        elif "full" in naive:
-            naive_s = (f"{naive['full']['seconds']:.1f} s, {naive['full']['peak_rss_bytes'] / GB:.1f} GB "
-                       f"({naive['full_iters']} it)")
-        else:
-            naive_s = f"skipped (~{naive['predicted_peak_bytes'] / GB:.0f} GB, {naive['full_iters']} it)"
-        warm = s["step_seconds_warm"]
-        print(f"{row['shape']:11s} {row['n_params']:8,d} | "
-              f"{o['seconds_min']:4.0f}-{o['seconds_max']:<4.0f} {s['step_seconds_cold']:9.2f} "
-              f"{(warm if warm is not None else float('nan')):6.2f} {s['speedup_cold']:6.1f} | "
-              f"{o['peak_gb']:7.2f} {s['peak_gb']:7.2f} {s['floor_gb']:6.2f} "
-              f"{s['memory_ratio']:5.1f} | {res_ours:8.1e} {res_l:9.2e} {res_l1:9.2e} | {naive_s}")
+        for key in [k for k in row if k.startswith("summary")]:
+            s = row[key]
+            label = row["shape"] + ("" if key == "summary" else "*")
+            o = row["original"]
+            res_l = row["lissa"]["lissa_residual_own_damping_0.25"] if "lissa" in row else float("nan")
+            res_l1 = row["lissa"]["lissa_residual_damping_0.01"] if "lissa" in row else float("nan")
+            naive = row.get("naive")
+            if naive is None:
+                naive_s = "not run"
+            elif "full" in naive:
+                naive_s = (f"{naive['full']['seconds']:.1f} s, "
+                           f"{naive['full']['total_peak_bytes'] / GB:.2f} GB ({naive['full_iters']} it)")
+            else:
+                naive_s = (f"skipped (~{naive['predicted_peak_bytes'] / GB:.0f} GB, "
+                           f"{naive['full_iters']} it)")
+            warm = s["step_seconds_warm"]
+            print(f"{label:11s} {row['n_params']:8,d} | "
+                  f"{o['seconds_min']:4.0f}-{o['seconds_max']:<4.0f} {s['step_seconds_cold']:9.2f} "
+                  f"{(warm if warm is not None else float('nan')):6.2f} {s['speedup_cold']:6.1f} | "
+                  f"{o['peak_gb']:7.2f} {s['peak_gb']:7.2f} {s['floor_gb']:6.2f} "
+                  f"{s['memory_ratio']:5.1f} | {s['worst_residual']:8.1e} {res_l:9.2e} {res_l1:9.2e} | "
+                  f"{naive_s}")
+    print("* = --variant proposed (K-FAC-preconditioned CG and a cheap feature check, benchmark-side)")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--steps", type=int, default=3, help="attack steps timed per shape")
+    parser.add_argument("--steps", type=int, default=5, help="attack steps timed per shape")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (2 = this CPU)")
     parser.add_argument("--tol", type=float, default=1e-2,
                         help="CG tolerance on the relative residual of both solves")
@@ -505,6 +641,10 @@ def main(argv=None):
                         help="SGD epochs of the honest model (paper: 100; lr 1e-3, batch 64)")
     parser.add_argument("--skip-lissa", action="store_true",
                         help="skip the (slow) LiSSA solve with the original settings")
+    parser.add_argument("--variants", nargs="+", default=["library", "proposed"],
+                        choices=["library", "proposed"],
+                        help="library: amlib.influence as it is; proposed: with the K-FAC "
+                             "preconditioner and feature check proposed for it (see the code)")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--naive-guard-gb", type=float, default=16.0)
     parser.add_argument("--naive-probe", type=int, nargs=2, default=[10, 40],
@@ -522,6 +662,7 @@ def main(argv=None):
     parser.add_argument("--shape", help=argparse.SUPPRESS)
     parser.add_argument("--cg-iters", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--target", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="library", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role:
         return child_main(args)
@@ -535,11 +676,13 @@ def main(argv=None):
     rows = []
     for name in args.shapes:
         row = measure_shape(name, args)
-        row["summary"] = summarise(row)
+        for variant in args.variants:
+            key = "" if variant == "library" else f"_{variant}"
+            row["summary" + key] = summarise(row, "ours" + key)
         rows.append(row)
     print()
     print_table(rows)
-    config = {k: getattr(args, k) for k in ("shapes", "steps", "threads", "tol", "seed",
+    config = {k: getattr(args, k) for k in ("shapes", "variants", "steps", "threads", "tol", "seed",
                                             "train_epochs", "skip_lissa", "skip_naive",
                                             "naive_guard_gb", "naive_probe")}
     config.update(damping=DAMPING, eps=EPS, k=K_TOP, lr=LR, objective="higher_ranked",
