@@ -40,6 +40,29 @@ def test_parallel_matches_serial(tmp_path):
         run_trials(square, trials, experiment="s", cache=False, n_jobs=1)
 
 
+def test_parallel_failure_falls_back_to_serial_with_a_warning(tmp_path, monkeypatch):
+    import amlib.experiments.trials as trials_module
+
+    class BrokenParallel:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __call__(self, jobs):
+            raise OSError("cannot start worker processes")
+
+    monkeypatch.setattr(trials_module, "Parallel", BrokenParallel)
+    trials = [{"x": i} for i in range(4)]
+    with pytest.warns(RuntimeWarning, match="4 remaining trial"):
+        out = run_trials(square, trials, experiment="fallback", cache=tmp_path, n_jobs=2)
+    assert [r["y"] for r in out] == [0, 1, 4, 9]
+
+
+def test_a_failing_trial_still_raises_when_run_in_parallel(tmp_path):
+    trials = [{"x": 1}, {"x": 2, "fail": True}]
+    with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match="on purpose"):
+        run_trials(square, trials, experiment="pfail", cache=False, n_jobs=2)
+
+
 def test_key_ignores_order():
     assert trial_key({"a": 1, "b": 2}) == trial_key({"b": 2, "a": 1})
     assert trial_key({"a": 1}) != trial_key({"a": 2})

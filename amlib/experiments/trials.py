@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -68,9 +69,24 @@ def run_trials(function: Callable[[dict], dict], trials: list[dict], *, experime
         progress = os.isatty(2)
     bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc=experiment,
                disable=not progress)
-    jobs = (delayed(_run_one)(function, params, path) for _, params, path in todo)
-    for (index, _, _), result in zip(todo, Parallel(n_jobs=n_jobs, return_as="generator")(jobs)):
-        results[index] = result
-        bar.update()
+    if n_jobs != 1 and todo:
+        try:
+            jobs = (delayed(_run_one)(function, params, path) for _, params, path in todo)
+            outputs = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+            for (index, _, _), result in zip(todo, outputs):
+                results[index] = result
+                bar.update()
+        except Exception as error:  # noqa: BLE001 - re-raised below if the trial itself failed
+            # Worker processes cannot always be started (a sandbox without fork, strict memory
+            # overcommit, ...).  Run what is left here: a genuine error in a trial is raised
+            # again by the serial run, so nothing is hidden.
+            left = sum(results[index] is None for index, _, _ in todo)
+            warnings.warn(f"{experiment}: parallel trials stopped ({type(error).__name__}: "
+                          f"{error}); running the {left} remaining trial(s) in this process",
+                          RuntimeWarning, stacklevel=2)
+    for index, params, path in todo:
+        if results[index] is None:
+            results[index] = _run_one(function, params, path)
+            bar.update()
     bar.close()
     return results
