@@ -9,9 +9,9 @@ targeted attacks, their loss-reweighing baseline and the scaling attack (:mod:`.
 construction of Theorem 1 (:mod:`.impossibility`).
 """
 from .audit import AuditReport, audit_influence_calculator, honest_score_fn
-from .hvp import (METHODS, HessianOperator, IHVPResult, InverseHVP, LiSSADivergence,
-                  SingularHessianError, apply_hessian, conjugate_gradient, dense_hessian, hvp, inverse_hvp,
-                  null_space_shift)
+from .hvp import (METHODS, PRECONDITIONERS, FeatureGram, HessianOperator, IHVPResult, InverseHVP,
+                  KFACPreconditioner, LiSSADivergence, SingularHessianError, apply_hessian,
+                  conjugate_gradient, dense_hessian, hvp, inverse_hvp, null_space_shift)
 from .impossibility import max_rank_search, one_hot_construction
 from .models import (FitResult, LogisticModel, NotStationaryWarning, as_features, as_labels,
                      fit_logistic, fit_logistic_sgd, scale_model)
@@ -42,7 +42,7 @@ __all__ = [
     "scale_model", "as_features", "as_labels",
     "HessianOperator", "hvp", "dense_hessian", "null_space_shift", "conjugate_gradient",
     "InverseHVP", "inverse_hvp", "IHVPResult", "LiSSADivergence", "SingularHessianError",
-    "METHODS",
+    "METHODS", "PRECONDITIONERS", "FeatureGram", "KFACPreconditioner",
     "per_sample_grad_dot", "per_sample_gradients", "test_gradient", "influence_values",
     "InfluenceResult", "ranks", "leave_one_out_values", "stationarity", "apply_hessian",
     "OBJECTIVES", "attack_coefficients", "surrogate_objective", "surrogate_gradient",

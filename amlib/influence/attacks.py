@@ -8,8 +8,10 @@ point(s) in the top-k of the ranking by value (rank < k, rank 0 = most valuable;
 :class:`TargetedInfluenceAttack` is the optimisation loop as a Lightning module with manual
 optimisation; every step
 
-1. solves s_a = (H + δI)⁻¹G_test at the current θ (CG warm-started from the previous step) and
-   ranks all n points from one matrix product; logs the target's rank, the objective and the
+1. solves s_a = (H + δI)⁻¹G_test at the current θ (CG warm-started from the previous step and,
+   by default, K-FAC-preconditioned with a feature Gram matrix factorised once per attack; see
+   :class:`~amlib.influence.hvp.KFACPreconditioner`) and ranks all n points from one matrix
+   product; logs the target's rank, the objective and the
    accuracy; stops early once every target has rank < k;
 2. linearises the objective (:func:`~amlib.influence.surrogate.attack_coefficients`: "max_target",
    "top_k" or the paper's "higher_ranked"; several targets: coefficients summed, Eq. 5);
@@ -43,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import lightning.pytorch as L
 
-from .hvp import InverseHVP
+from .hvp import FeatureGram, InverseHVP
 from .models import LogisticModel, check_theta, fit_logistic
 from .scores import _grad_dot, influence_values, ranks
 from .surrogate import (OBJECTIVES, attack_coefficients, check_targets, project_to_ball,
@@ -51,6 +53,19 @@ from .surrogate import (OBJECTIVES, attack_coefficients, check_targets, project_
 
 __all__ = ["project_to_ball", "TargetedInfluenceAttack", "AttackResult", "run_targeted_attack",
            "loss_reweighing_baseline", "random_initialisation"]
+
+
+def _cg_options(model: LogisticModel, X: torch.Tensor, method: str,
+                precondition: bool | str | None, solver_opts: dict | None) -> dict:
+    """The solver options of an attack: for CG, ``precondition`` (unless ``solver_opts`` sets
+    one) and, for "kfac", a :class:`FeatureGram` of X built once (unless one is given)."""
+    opts = dict(solver_opts or {})
+    if method != "cg":
+        return opts
+    opts.setdefault("precondition", precondition)
+    if opts["precondition"] == "kfac" and opts.get("gram") is None:
+        opts["gram"] = FeatureGram.from_features(model, X)
+    return opts
 
 
 class _OneBatch(Dataset):
@@ -77,6 +92,10 @@ class TargetedInfluenceAttack(L.LightningModule):
         at which the learning rate is multiplied by ``lr_drop``.
     theta_init : the starting point (default θ*); it is projected into the ball.
     method, damping, solver_opts : the inverse-HVP solver (see :class:`~amlib.influence.InverseHVP`).
+    precondition : CG's preconditioner: ``"kfac"`` (default; its feature Gram matrix is
+        eigendecomposed once here, or taken from ``solver_opts["gram"]``), ``"jacobi"`` or
+        ``False`` (none). It changes the iterations per solve, not the solutions.
+        ``solver_opts["precondition"]``, if given, takes precedence.
     X_eval, y_eval : the set whose accuracy is logged (default the test set).
     early_stop : stop as soon as every target has rank < k.
 
@@ -89,6 +108,7 @@ class TargetedInfluenceAttack(L.LightningModule):
                  lr: float = 0.01, steps: int = 100, lr_drop_step: int | None = 50,
                  lr_drop: float = 0.1, theta_init: torch.Tensor | None = None,
                  method: str = "cg", damping: float = 0.0, solver_opts: dict | None = None,
+                 precondition: bool | str | None = "kfac",
                  X_eval=None, y_eval=None, early_stop: bool = True,
                  progress_bar: bool | None = None, num_threads: int | None = None):
         super().__init__()
@@ -115,7 +135,7 @@ class TargetedInfluenceAttack(L.LightningModule):
         self.lr, self.steps = float(lr), int(steps)
         self.lr_drop_step, self.lr_drop = lr_drop_step, float(lr_drop)
         self.method, self.damping = method, float(damping)
-        self.solver_opts = dict(solver_opts or {})
+        self.solver_opts = _cg_options(model, X, method, precondition, solver_opts)
         self.early_stop = early_stop
         self.progress_bar, self.num_threads = progress_bar, num_threads
         for name, value in (("X", X), ("y", y), ("X_test", X_test), ("y_test", y_test),
@@ -291,7 +311,8 @@ def run_targeted_attack(model: LogisticModel, theta_star: torch.Tensor, X, y, X_
                         objective: str = "higher_ranked", lr: float = 0.01, steps: int = 100,
                         lr_drop_step: int | None = 50, n_inits: int = 1, honest_init: bool = True,
                         init_std: float = 1.0, seed: int = 0, method: str = "cg",
-                        damping: float = 0.0, solver_opts: dict | None = None, X_eval=None,
+                        damping: float = 0.0, solver_opts: dict | None = None,
+                        precondition: bool | str | None = "kfac", X_eval=None,
                         y_eval=None, early_stop: bool = True, progress: bool = False,
                         num_threads: int | None = None) -> AttackResult:
     """The targeted attack (Eq. 4; several targets: Eq. 5) from ``n_inits`` starting points.
@@ -299,13 +320,17 @@ def run_targeted_attack(model: LogisticModel, theta_star: torch.Tensor, X, y, X_
     Initialisation i uses θ* when ``honest_init`` and i = 0, else θ* + N(0, init_std²·I)
     projected into the ball (seed ``seed + i``), as the original code's random restarts.
     The best run is kept: the highest success rate, then (if any target succeeded) the highest
-    accuracy, else the lowest mean rank. See :class:`TargetedInfluenceAttack` for the rest.
+    accuracy, else the lowest mean rank. See :class:`TargetedInfluenceAttack` for the rest (the
+    K-FAC feature Gram matrix is factorised once for all initialisations).
     """
     if n_inits < 1:
         raise ValueError("n_inits must be >= 1")
+    if method == "cg":
+        solver_opts = _cg_options(model, model.validate(theta_star, X), method, precondition,
+                                  solver_opts)
     common = dict(k=k, eps=eps, objective=objective, lr=lr, steps=steps,
                   lr_drop_step=lr_drop_step, method=method, damping=damping,
-                  solver_opts=solver_opts, X_eval=X_eval, y_eval=y_eval, early_stop=early_stop,
+                  solver_opts=solver_opts, precondition=precondition, X_eval=X_eval, y_eval=y_eval, early_stop=early_stop,
                   progress_bar=progress, num_threads=num_threads)
     radius = eps * float(theta_star.norm())
     best, best_key, best_i = None, None, -1
@@ -337,7 +362,8 @@ def loss_reweighing_baseline(model: LogisticModel, X, y, X_test, y_test, target:
                              theta_star: torch.Tensor | None = None,
                              lambdas=(1, 10, 100, 1_000, 10_000, 100_000), k: int = 1,
                              method: str = "cg", damping: float = 0.0,
-                             solver_opts: dict | None = None, X_eval=None, y_eval=None,
+                             solver_opts: dict | None = None,
+                             precondition: bool | str | None = "kfac", X_eval=None, y_eval=None,
                              tol: float | None = None, max_iter: int = 100) -> pd.DataFrame:
     """The loss-reweighing baseline (Sec. 4.1): up-weight the target's loss by λ and retrain.
 
@@ -345,13 +371,15 @@ def loss_reweighing_baseline(model: LogisticModel, X, y, X_test, y_test, target:
     Newton, warm-started from the previous λ; the paper used a weighted sampler instead), then rank
     with the honest influence formula at the new θ. Returns one row per λ: the target's rank and
     value, success (rank < k), accuracy and its drop on the evaluation set (default the test set),
-    the distance ‖θ_λ − θ*‖/‖θ*‖ and the weighted fit's gradient norm.
+    the distance ‖θ_λ − θ*‖/‖θ*‖ and the weighted fit's gradient norm. ``precondition``: CG's
+    preconditioner for the rankings, as in :class:`TargetedInfluenceAttack`.
     """
     X, y = model.validate(None, X, y)
     X_test, y_test = model.validate(None, X_test, y_test, name="_test")
     (target,) = check_targets(int(target), X.shape[0], k)
     X_eval, y_eval = (X_test, y_test) if X_eval is None else model.validate(None, X_eval, y_eval,
                                                                               name="_eval")
+    solver_opts = _cg_options(model, X, method, precondition, solver_opts)
     lambdas = [float(v) for v in lambdas]
     if any(not (v > 0 and math.isfinite(v)) for v in lambdas):
         raise ValueError("every λ must be a finite number > 0")
@@ -368,7 +396,7 @@ def loss_reweighing_baseline(model: LogisticModel, X, y, X_test, y_test, target:
         fit = fit_logistic(X, y, sample_weight=w, theta0=theta, **fit_opts)
         theta = fit.theta
         inf = influence_values(model, theta, X, y, X_test, y_test, method=method,
-                               damping=damping, check_stationary=False, **(solver_opts or {}))
+                               damping=damping, check_stationary=False, **solver_opts)
         rank = int(ranks(inf.values)[target])
         acc = model.accuracy(theta, X_eval, y_eval)
         rows.append({"lambda": lam, "target_rank": rank,

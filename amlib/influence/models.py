@@ -57,7 +57,11 @@ class NotStationaryWarning(UserWarning):
 
 
 def as_features(X, dtype: torch.dtype | None = None, name: str = "X") -> torch.Tensor:
-    """Convert features to a 2-D float tensor and check that every entry is finite."""
+    """Convert features to a 2-D float tensor and check that every entry is finite.
+
+    A float tensor that already has ``dtype`` is returned as it is (detached), not copied; the
+    finiteness check sums X once and scans it element-wise only when that sum is not finite.
+    """
     if isinstance(X, torch.Tensor):
         t = X.detach() if X.requires_grad else X
         if not torch.is_floating_point(t):
@@ -76,7 +80,9 @@ def as_features(X, dtype: torch.dtype | None = None, name: str = "X") -> torch.T
         raise ValueError(f"{name} must be a 2-D (n, d) matrix, got shape {tuple(t.shape)}")
     if t.shape[0] == 0:
         raise ValueError(f"{name} has no rows")
-    if not bool(torch.isfinite(t).all()):
+    # a NaN or inf entry makes the sum non-finite: one pass, no feature-sized temporary; only
+    # then (or when a huge finite sum overflows) the element-wise check runs
+    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         bad = (~torch.isfinite(t)).any(dim=1).nonzero().flatten()[:5].tolist()
         raise ValueError(f"{name} has non-finite entries (NaN or inf), e.g. in rows {bad}; impute "
                          "or drop them before fitting")
