@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/influence_step.py [--shapes caltech101 pet cifar10] [--steps 5]
-        [--threads 2] [--tol 1e-2] [--variants library proposed] [--solver-opts JSON]
+        [--threads 2] [--tol 1e-2] [--variants library plain] [--solver-opts JSON]
         [--skip-lissa] [--skip-naive] [--naive-guard-gb 16] [--workdir DIR]
         [--out results/influence-benchmark.json]
 
@@ -30,9 +30,11 @@ Hessian. Per shape, every measurement runs in a fresh Python process, and its pe
 - ``floor``: the interpreter, torch, amlib.influence and the data set — no attack at all;
 - ``ours``: ``--steps`` attack steps (the first cold, later ones warm-started from the previous
   solutions), each timed, with the solvers' true relative residuals ‖(H + δI)x − v‖/‖v‖ —
-  once with ``amlib.influence`` as it is (variant ``library``: unpreconditioned CG) and once with
-  two changes proposed for it, applied in this file (variant ``proposed``: a Kronecker-factored
-  preconditioner for CG and a finiteness check that does not copy the features; see below);
+  once as ``TargetedInfluenceAttack`` runs by default (variant ``library``: CG preconditioned by
+  the library's K-FAC preconditioner, ``InverseHVP(precondition="kfac", gram=...)``, with the
+  feature Gram matrix factorised once per data set and its time reported as ``gram_seconds``)
+  and once with ``precondition=False`` (variant ``plain``: unpreconditioned CG, what the library
+  did before; it has the library's cheap feature check too);
 - ``lissa``: one LiSSA solve of H⁻¹ G_test with the original code's settings (scale 25,
   damp 0.01, 10⁶ samples in batches of 1024 = 977 batch HVPs); residuals against H + 0.01 I and
   against its own fixed point H + 0.25 I (damp·scale, see ``amlib.influence.hvp``), and the
@@ -258,90 +260,6 @@ def _setup(args):
     return model, X, y, Xt, yt, theta, meta
 
 
-# ----------------------------------------------------------------------------------------------
-# "--variant proposed": two library changes proposed in the feedback to amlib.influence, applied
-# here so that their effect can be measured. Remove once amlib.influence ships them.
-#   1. a Kronecker-factored (K-FAC) preconditioner for CG: M = A ⊗ G + shift·I with
-#      A = (1/n) Σ (diag p_i − p_i p_iᵀ) (K × K, per θ) and G = (1/n) Σ a_i a_iᵀ, a_i = [x_i, 1]
-#      (D × D, depends on X only: factorised once per data set);
-#   2. a finiteness check of the features that neither copies X nor scans it element-wise on
-#      every call (a NaN or inf entry makes the sum non-finite; only then the full check runs).
-# ----------------------------------------------------------------------------------------------
-def _patch_feature_check():
-    import torch
-
-    import amlib.influence.models as models
-
-    full_check = models.as_features
-
-    def as_features(X, dtype=None, name="X"):
-        if (isinstance(X, torch.Tensor) and torch.is_floating_point(X) and X.ndim == 2
-                and X.shape[0] > 0 and (dtype is None or X.dtype == dtype)
-                and bool(torch.isfinite(X.sum()))):
-            return X.detach() if X.requires_grad else X
-        return full_check(X, dtype=dtype, name=name)
-
-    models.as_features = as_features
-
-
-def kfac_solver_class(model, X):
-    """An InverseHVP whose CG is preconditioned by the Kronecker factorisation above.
-
-    Returns (class, seconds spent on the Gram matrix and its eigendecomposition)."""
-    import torch
-
-    from amlib.influence import IHVPResult, InverseHVP, conjugate_gradient
-
-    start = time.perf_counter()
-    n, d = X.shape
-    K, D = model.n_outputs, model.row_size
-    G = torch.empty(D, D, dtype=X.dtype)
-    G[:d, :d] = X.T @ X
-    if model.bias:
-        col = X.sum(dim=0)
-        G[:d, d], G[d, :d], G[d, d] = col, col, float(n)
-    G.div_(n)
-    lam, U = torch.linalg.eigh(G)   # in the features' precision: it only preconditions
-    del G
-    lam = lam.clamp_min(0)
-    gram_seconds = time.perf_counter() - start
-
-    class KroneckerCG(InverseHVP):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            P = self.op.P
-            if model.binary:
-                A = (P * (1 - P)).mean(dim=0).reshape(1, 1)
-            else:
-                A = (torch.diag(P.sum(dim=0)) - P.T @ P) / P.shape[0]
-            sig, Q = torch.linalg.eigh(A.double())
-            den = sig.clamp_min(0).to(X.dtype)[:, None] * lam[None, :] + self.op.shift
-            self._den = den.clamp_min(1e-6 * float(den.max()))
-            self._Q = Q.to(X.dtype)
-
-        def _precondition(self, R):
-            T = self._Q.T @ R.reshape(-1, K, D) @ U
-            return (self._Q @ (T / self._den) @ U.T).reshape(R.shape)
-
-        def solve(self, v, x0=None):
-            p = model.n_params
-            single = v.ndim == 1
-            V = v.detach().to(self.dtype).reshape(-1, p)
-            start = time.perf_counter()
-            passes = self.op.n_matvecs
-            S, info = conjugate_gradient(self.op.matvec, V,
-                                         x0=None if x0 is None else x0.detach().reshape(-1, p),
-                                         tol=self.tol, max_iter=self.max_iter,
-                                         precond_fn=self._precondition)
-            result = IHVPResult(S[0] if single else S, self.residual(V, S), info["iterations"],
-                                time.perf_counter() - start, "cg+kfac",
-                                self.op.n_matvecs - passes, self.effective_damping)
-            self.info = result
-            return result
-
-    return KroneckerCG, gram_seconds
-
-
 def role_ours(args) -> dict:
     """``--steps`` steps of the backward-friendly attack, each timed; solver residuals.
 
@@ -352,19 +270,26 @@ def role_ours(args) -> dict:
     """
     import torch
 
-    from amlib.influence import (InverseHVP, attack_coefficients, per_sample_grad_dot,
-                                 project_to_ball, ranks, surrogate_gradient, test_gradient)
+    from amlib.influence import (FeatureGram, InverseHVP, attack_coefficients,
+                                 per_sample_grad_dot, project_to_ball, ranks, surrogate_gradient,
+                                 test_gradient)
 
     model, X, y, Xt, yt, theta_star, meta = _setup(args)
     solver_opts = {"tol": args.tol, **json.loads(args.solver_opts)}
+    reported_opts = dict(solver_opts)
     start = time.perf_counter()
-    Solver, gram_s = InverseHVP, 0.0
-    if args.variant == "proposed":
-        _patch_feature_check()
-        Solver, gram_s = kfac_solver_class(model, X)
+    gram_s = 0.0
+    if args.variant == "library":   # as TargetedInfluenceAttack does: one Gram per data set
+        solver_opts.setdefault("precondition", "kfac")
+        if solver_opts["precondition"] == "kfac":
+            gram = FeatureGram.from_features(model, X)
+            solver_opts["gram"], gram_s = gram, gram.seconds
+    else:
+        solver_opts.setdefault("precondition", False)
+    reported_opts["precondition"] = solver_opts["precondition"]
 
     def rank_step(theta, s_a):
-        solver = Solver(model, theta, X, method="cg", damping=DAMPING, **solver_opts)
+        solver = InverseHVP(model, theta, X, method="cg", damping=DAMPING, **solver_opts)
         info = solver.solve(test_gradient(model, theta, Xt, yt), x0=s_a)
         with torch.no_grad():
             values = per_sample_grad_dot(model, theta, X, y, info.solution)
@@ -408,7 +333,7 @@ def role_ours(args) -> dict:
                       "residual_b": float(out.ihvp_info.relative_residual)})
     return {"setup_seconds": setup_s, "gram_seconds": gram_s, "variant": args.variant,
             "target": target, "steps": steps,
-            "honest_cg_iters": int(honest.iterations), "solver_opts": solver_opts}
+            "honest_cg_iters": int(honest.iterations), "solver_opts": reported_opts}
 
 
 def role_lissa(args) -> dict:
@@ -454,17 +379,11 @@ def role_lissa(args) -> dict:
 
 
 def role_naive(args) -> dict:
-    """Value and gradient of the attack objective by backprop through ``--cg-iters`` plain CG.
-
-    Runs with the cheap feature check of ``--variant proposed``: the library's full check would
-    add a transient copy-sized spike (0.7 GB at CIFAR shape) that hides the unrolled solver's own
-    memory, which is what this measurement is for.
-    """
+    """Value and gradient of the attack objective by backprop through ``--cg-iters`` plain CG."""
     import torch
 
     from amlib.influence import attack_coefficients, influence_values, naive_objective
 
-    _patch_feature_check()
     model, X, y, Xt, yt, theta, meta = _setup(args)
     inf = influence_values(model, theta, X, y, Xt, yt, method="cg", damping=DAMPING,
                            tol=args.tol, check_stationary=False)
@@ -569,7 +488,7 @@ def measure_shape(name: str, args) -> dict:
 
 
 def measure_naive(name, args, problem, row) -> dict:
-    target = row.get("ours", row.get("ours_proposed"))["target"]
+    target = row.get("ours", row.get("ours_plain"))["target"]
     if "lissa" in row:
         full_iters = int(row["lissa"]["plain_cg_iters"])
         iters_note = "plain-CG iterations that reach the same tolerance"
@@ -667,7 +586,8 @@ def print_table(rows: list[dict]) -> None:
                   f"{o['peak_gb']:7.2f} {s['peak_gb']:7.2f} {s['floor_gb']:6.2f} "
                   f"{s['memory_ratio']:5.1f} | {s['worst_residual']:8.1e} {res_l:9.2e} {res_l1:9.2e} | "
                   f"{naive_s}")
-    print("* = --variant proposed (K-FAC-preconditioned CG and a cheap feature check, benchmark-side)")
+    print("* = --variants plain (the library with unpreconditioned CG); unmarked rows: the "
+          "library's default, K-FAC-preconditioned CG")
 
 
 def main(argv=None):
@@ -685,10 +605,10 @@ def main(argv=None):
                         help="SGD epochs of the honest model (paper: 100; lr 1e-3, batch 64)")
     parser.add_argument("--skip-lissa", action="store_true",
                         help="skip the (slow) LiSSA solve with the original settings")
-    parser.add_argument("--variants", nargs="+", default=["library", "proposed"],
-                        choices=["library", "proposed"],
-                        help="library: amlib.influence as it is; proposed: with the K-FAC "
-                             "preconditioner and feature check proposed for it (see the code)")
+    parser.add_argument("--variants", nargs="+", default=["library", "plain"],
+                        choices=["library", "plain"],
+                        help="library: the attack's default (K-FAC-preconditioned CG, one "
+                             "feature Gram per data set); plain: unpreconditioned CG")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--naive-guard-gb", type=float, default=16.0)
     parser.add_argument("--naive-probe", type=int, nargs=2, default=[10, 40],
