@@ -26,7 +26,17 @@ def test_save_figure_writes_png_pdf_and_sidecar(tmp_path, monkeypatch):
     assert png.stat().st_size > 0 and (tmp_path / "line.pdf").stat().st_size > 0
     sidecar = json.loads((tmp_path / "line.json").read_text())
     assert sidecar["experiment"] == "demo" and sidecar["figure"] == "line"
-    assert sidecar["config"] == {"n": 2}
+    assert sidecar["config"] == {"n": 2} and "results_provenance" not in sidecar
+
+
+def test_a_figure_from_committed_results_records_their_provenance(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMLIB_FIGURE_DIR", str(tmp_path))
+    fig, ax = plt.subplots()
+    source = {"experiment": "demo", "profile": "paper", "git_commit": "abc123", "wall_time_s": 1.0}
+    save_figure(fig, "bars", experiment="demo", profile="paper", seed=0, results=source)
+    plt.close(fig)
+    sidecar = json.loads((tmp_path / "bars.json").read_text())
+    assert sidecar["results_provenance"] == source
 
 
 def test_profiles_are_validated(monkeypatch):
