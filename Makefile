@@ -9,7 +9,9 @@ ifneq ($(wildcard ../shared/data),)
 export AMLIB_DATA_MIRROR ?= $(abspath ../shared/data)
 endif
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
+# Tests draw off-screen; the book's kernels must keep Jupyter's inline backend, or no figure
+# reaches the HTML (an inherited MPLBACKEND would override it), hence `env -u` below.
+TEST_ENV := MPLBACKEND=Agg
 
 .PHONY: setup book test unit notebooks lab reproduce clean
 
@@ -27,14 +29,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(BIN)/jupyter-book build . -W --keep-going
+	env -u MPLBACKEND $(BIN)/jupyter-book build . -W --keep-going
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
+	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+	$(TEST_ENV) $(BIN)/python -m pytest tests -q
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
