@@ -292,7 +292,7 @@ def role_ours(args) -> dict:
         solver = InverseHVP(model, theta, X, method="cg", damping=DAMPING, **solver_opts)
         info = solver.solve(test_gradient(model, theta, Xt, yt), x0=s_a)
         with torch.no_grad():
-            values = per_sample_grad_dot(model, theta, X, y, info.solution)
+            values = per_sample_grad_dot(model, theta, X, y, info.solution, solver=solver)
             accuracy = float((model.predict(theta, Xt) == yt).double().mean())
         return solver, info, values, accuracy
 

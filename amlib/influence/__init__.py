@@ -16,8 +16,8 @@ from .impossibility import max_rank_search, one_hot_construction
 from .models import (FitResult, LogisticModel, NotStationaryWarning, as_features, as_labels,
                      fit_logistic, fit_logistic_sgd, scale_model)
 from .scores import (InfluenceResult, influence_values, leave_one_out_values,
-                     per_sample_grad_dot, per_sample_gradients, ranks, stationarity,
-                     test_gradient)
+                     per_sample_grad_dot, per_sample_gradients, ranks, residuals_at,
+                     stationarity, test_gradient)
 from .surrogate import (OBJECTIVES, SurrogateGradient, attack_coefficients,
                         backward_friendly_grad, naive_objective, project_to_ball,
                         random_initialisation, surrogate_gradient, surrogate_objective,
@@ -45,6 +45,7 @@ __all__ = [
     "METHODS", "PRECONDITIONERS", "FeatureGram", "KFACPreconditioner",
     "per_sample_grad_dot", "per_sample_gradients", "test_gradient", "influence_values",
     "InfluenceResult", "ranks", "leave_one_out_values", "stationarity", "apply_hessian",
+    "residuals_at",
     "OBJECTIVES", "attack_coefficients", "surrogate_objective", "surrogate_gradient",
     "backward_friendly_grad", "SurrogateGradient", "naive_objective", "value_objective",
     "project_to_ball", "random_initialisation", "TargetedInfluenceAttack", "AttackResult",

@@ -47,7 +47,7 @@ import lightning.pytorch as L
 
 from .hvp import FeatureGram, InverseHVP
 from .models import LogisticModel, check_theta, fit_logistic
-from .scores import _grad_dot, influence_values, ranks
+from .scores import _grad_dot, influence_values, ranks, residuals_at
 from .surrogate import (OBJECTIVES, attack_coefficients, check_targets, project_to_ball,
                         random_initialisation, surrogate_gradient)
 
@@ -167,8 +167,8 @@ class TargetedInfluenceAttack(L.LightningModule):
                                               self.X_test)
         info = solver.solve(G, x0=self._s_a if self.method == "cg" else None)
         with torch.no_grad():
-            values = _grad_dot(model, self.X, model.residuals(theta, self.X, self.y),
-                               info.solution[None])[:, 0]
+            R = residuals_at(model, theta, self.X, self.y, solver)   # P from the solver
+            values = _grad_dot(model, self.X, R, info.solution[None], solver)[:, 0]
             acc = float((model.predict(theta, self.X_eval) == self.y_eval).double().mean())
         r = ranks(values)
         target_ranks = [int(r[t]) for t in self.targets]

@@ -48,8 +48,8 @@ import torch
 
 from .models import LogisticModel, check_theta
 
-__all__ = ["HessianOperator", "apply_hessian", "hvp", "dense_hessian", "null_space_shift",
-           "conjugate_gradient", "FeatureGram", "KFACPreconditioner", "PRECONDITIONERS",
+__all__ = ["HessianOperator", "apply_hessian", "feature_products", "hvp", "dense_hessian",
+           "null_space_shift", "conjugate_gradient", "FeatureGram", "KFACPreconditioner", "PRECONDITIONERS",
            "InverseHVP", "inverse_hvp", "IHVPResult", "LiSSADivergence", "SingularHessianError",
            "METHODS"]
 
@@ -78,22 +78,31 @@ def _as_batch(V: torch.Tensor, p: int) -> tuple[torch.Tensor, bool]:
     return Vb, single
 
 
+def feature_products(model: LogisticModel, X: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """(n, m, K): u_ijk = x_i · V_j[k, :d] + V_j[k, d] (the bias entry when the model has one),
+    i.e. a_iᵀ V_jᵀ for m flat parameter vectors V (m, p), from one product with X."""
+    K, D, d = model.n_outputs, model.row_size, model.n_features
+    m = V.shape[0]
+    Vm = V.reshape(m, K, D)
+    U = (X @ Vm[:, :, :d].reshape(m * K, d).T).view(X.shape[0], m, K)
+    return U + Vm[:, :, d] if model.bias else U
+
+
 def apply_hessian(model: LogisticModel, X: torch.Tensor, P: torch.Tensor, V: torch.Tensor, *,
                   curv: torch.Tensor | None = None,
-                  sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+                  sample_weight: torch.Tensor | None = None,
+                  U: torch.Tensor | None = None) -> torch.Tensor:
     """(1/n) Σ_i w_i [(diag p_i − p_i p_iᵀ) V_j a_i] ⊗ a_i for m vectors V (m, p) → (m, p).
 
     The data part of the Hessian for the probabilities ``P`` (n, K) of the rows ``X``: two matrix
     products with X, O(n·m·K) extra memory. Differentiable in ``P`` (the naive reference
-    backpropagates through it); ``curv`` = P(1 − P) may be passed precomputed for binary models.
+    backpropagates through it); ``curv`` = P(1 − P) may be passed precomputed for binary models,
+    and ``U`` = :func:`feature_products` of V (then only the product with Xᵀ remains).
     """
     K, D, d = model.n_outputs, model.row_size, model.n_features
     m, n = V.shape[0], X.shape[0]
-    Vm = V.reshape(m, K, D)
-    Vx = Vm[:, :, :d].reshape(m * K, d)
-    U = (X @ Vx.T).view(n, m, K)
-    if model.bias:
-        U = U + Vm[:, :, d]
+    if U is None:
+        U = feature_products(model, X, V)
     if model.binary:
         c = P * (1 - P) if curv is None else curv
         R = c[:, None, :] * U
@@ -114,7 +123,10 @@ def apply_hessian(model: LogisticModel, X: torch.Tensor, P: torch.Tensor, V: tor
 class HessianOperator:
     """The matrix-free Hessian (H + (l2 + damping)·I) of R at a fixed θ.
 
-    Probabilities are computed once; :meth:`matvec` then costs two matrix products with X.
+    Logits and probabilities are computed once (:attr:`logits`, :attr:`P`: the one pass over X
+    at θ, which the ranking and the surrogate reuse, see :meth:`cached_at`); :meth:`matvec` then
+    costs two matrix products with X, and ``matvec(..., remember=True)`` keeps the products X·v
+    of its vectors for :meth:`feature_products`.
     ``matvec(V, rows=idx)`` uses the Hessian of the rows ``idx`` only (their mean), as LiSSA's
     minibatches do. ``sample_weight`` weights rows as in :func:`~amlib.influence.fit_logistic`.
     """
@@ -127,30 +139,71 @@ class HessianOperator:
         self.model, self.X = model, X
         self.n = X.shape[0]
         self.shift = float(model.l2) + float(damping)
+        self.theta = theta.detach().clone()
         with torch.no_grad():
-            P = model.probs(theta.detach(), X)
+            self.logits = model.logits(self.theta, X)   # F = X Wᵀ + b: the one pass over X at θ
+            P = model.probs_from_logits(self.logits)
         self.P = P
         self.curv = P * (1 - P) if model.binary else None   # binary: p(1 − p)
         self.w = sample_weight
         self.n_matvecs = 0   # products over all n rows (a batch of m rows counts m/n)
+        self._remembered: list[tuple[torch.Tensor, torch.Tensor]] = []   # (v, X·v) pairs
+
+    #: how many vectors' feature products :meth:`matvec` with ``remember=True`` keeps
+    REMEMBER = 4
+
+    def feature_products(self, V: torch.Tensor) -> torch.Tensor:
+        """:func:`feature_products` of V (m, p) with this operator's X, reusing the products that
+        ``matvec(..., remember=True)`` kept (the true-residual check of a solve keeps those of
+        its solutions, which the ranking and the surrogate need next): only the rows of V not
+        kept — compared entry by entry — cost a product with X."""
+        cols, missing = [], []
+        for j in range(V.shape[0]):
+            hit = next((U for v, U in self._remembered
+                        if v.shape == V[j].shape and v.dtype == V.dtype and torch.equal(v, V[j])),
+                       None)
+            cols.append(hit)
+            if hit is None:
+                missing.append(j)
+        if missing:
+            fresh = feature_products(self.model, self.X, V[missing])
+            for i, j in enumerate(missing):
+                cols[j] = fresh[:, i]
+        return torch.stack(cols, dim=1)
 
     @property
     def n_params(self) -> int:
         return self.model.n_params
 
-    def _data_part(self, V: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    def cached_at(self, theta: torch.Tensor, X: torch.Tensor) -> bool:
+        """Whether :attr:`logits` and :attr:`P` are those of (θ, X): the same feature tensor and
+        θ equal entry by entry. Callers at the same θ (the ranking's residuals P − Y, the
+        surrogate's forward pass) then reuse them instead of another pass over X."""
+        return (X is self.X and theta.shape == self.theta.shape
+                and bool(torch.equal(theta.detach().to(self.theta.dtype), self.theta)))
+
+    def _data_part(self, V: torch.Tensor, rows: torch.Tensor | None,
+                   remember: bool = False) -> torch.Tensor:
         X, P, w, curv = self.X, self.P, self.w, self.curv
+        U = None
         if rows is not None:
             X, P = X[rows], P[rows]
             w = None if w is None else w[rows]
             curv = None if curv is None else curv[rows]
+        elif remember:
+            U = feature_products(self.model, X, V)
+            for j in range(V.shape[0]):
+                self._remembered.append((V[j].detach().clone(), U[:, j].detach()))
+            del self._remembered[:-self.REMEMBER]
         self.n_matvecs += V.shape[0] * X.shape[0] / self.n
-        return apply_hessian(self.model, X, P, V, curv=curv, sample_weight=w)
+        return apply_hessian(self.model, X, P, V, curv=curv, sample_weight=w, U=U)
 
-    def matvec(self, V: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """(H + shift·I) V for V of shape (p,) or (m, p); ``rows``: a minibatch Hessian."""
+    def matvec(self, V: torch.Tensor, rows: torch.Tensor | None = None, *,
+               remember: bool = False) -> torch.Tensor:
+        """(H + shift·I) V for V of shape (p,) or (m, p); ``rows``: a minibatch Hessian;
+        ``remember``: keep V's feature products for :meth:`feature_products`."""
         Vb, single = _as_batch(V, self.n_params)
-        out = self._data_part(Vb, rows)
+        out = self._data_part(Vb, rows, remember)
         if self.shift:
             out = out + self.shift * Vb
         return out[0] if single else out
@@ -369,9 +422,22 @@ class KFACPreconditioner:
         self.shape = (K, D)
 
     def __call__(self, R: torch.Tensor) -> torch.Tensor:
-        """M⁻¹R for R of shape (m, K·D)."""
-        T = self.Q.T @ R.reshape(-1, *self.shape) @ self.U
-        return (self.Q @ (T / self.den) @ self.U.T).reshape(R.shape)
+        """M⁻¹R_j = Q [(Qᵀ R_j U) / (σλᵀ + shift)] Uᵀ for every row R_j (a K × D matrix) of R.
+
+        The D × D products run on all m·K rows at once; the K × K mixing is one 2-D product on
+        the (K, m·D) rearrangement (a broadcast batched product is several times slower).
+        """
+        K, D = self.shape
+        m = R.shape[0]
+        T = _mix_classes(self.Q.T, (R.reshape(m * K, D) @ self.U).view(m, K, D)) / self.den
+        return (_mix_classes(self.Q, T).reshape(m * K, D) @ self.U.T).reshape(R.shape)
+
+
+def _mix_classes(A: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """A @ T_j for every (K, D) slice T_j of T (m, K, D), as one (K, K) × (K, m·D) product."""
+    m, K, D = T.shape
+    out = (A @ T.transpose(0, 1).reshape(K, m * D)).view(K, m, D)
+    return out.transpose(0, 1).reshape(m, K, D)
 
 
 @dataclass
@@ -482,7 +548,8 @@ class InverseHVP:
     def residual(self, v: torch.Tensor, s: torch.Tensor) -> float:
         """max_j ‖v_j − (H + δI)s_j‖ / ‖v_j‖ with δ the effective damping."""
         extra = self.effective_damping - self.damping
-        r = v - self.op.matvec(s) - extra * s
+        # the solutions' feature products X·s are kept: the ranking and the surrogate reuse them
+        r = v - self.op.matvec(s, remember=True) - extra * s
         vn = v.norm(dim=1)
         rel = torch.where(vn > 0, r.norm(dim=1) / torch.where(vn > 0, vn, 1.0), r.norm(dim=1))
         return float(rel.max())

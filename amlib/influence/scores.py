@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .hvp import IHVPResult, InverseHVP
+from .hvp import IHVPResult, InverseHVP, feature_products
 from .models import LogisticModel, NotStationaryWarning, fit_logistic
 
 __all__ = ["per_sample_grad_dot", "per_sample_gradients", "test_gradient", "influence_values",
-           "InfluenceResult", "ranks", "leave_one_out_values", "stationarity",
+           "InfluenceResult", "ranks", "leave_one_out_values", "stationarity", "residuals_at",
            "STATIONARY_RTOL"]
 
 #: relative gradient norm above which θ counts as not stationary (see :func:`stationarity`)
@@ -36,31 +36,41 @@ STATIONARY_RTOL = 1e-4
 
 
 def _grad_dot(model: LogisticModel, X: torch.Tensor, R: torch.Tensor,
-              S: torch.Tensor) -> torch.Tensor:
-    """(n, m): row i, column j = Σ_k R_ik (x_i · S_j[k, :d] + S_j[k, d])."""
-    m = S.shape[0]
-    K, D, d = model.n_outputs, model.row_size, model.n_features
-    Sm = S.reshape(m, K, D)
-    XS = (X @ Sm[:, :, :d].reshape(m * K, d).T).view(X.shape[0], m, K)
-    if model.bias:
-        XS = XS + Sm[:, :, d]
+              S: torch.Tensor, solver: InverseHVP | None = None) -> torch.Tensor:
+    """(n, m): row i, column j = Σ_k R_ik (x_i · S_j[k, :d] + S_j[k, d]); the products X·S_j
+    come from ``solver``'s operator when it kept them (its residual check of S) on this X."""
+    if solver is not None and solver.op.X is X:
+        XS = solver.op.feature_products(S)
+    else:
+        XS = feature_products(model, X, S)
     return (XS * R[:, None, :]).sum(dim=2)
 
 
 def per_sample_grad_dot(model: LogisticModel, theta: torch.Tensor, X, y,
-                        S: torch.Tensor) -> torch.Tensor:
+                        S: torch.Tensor, *, solver: InverseHVP | None = None) -> torch.Tensor:
     """g_i · s for every training point i, without the (n, p) matrix of per-sample gradients.
 
-    ``S`` is one vector (p,) → result (n,), or m vectors (m, p) → result (n, m).
+    ``S`` is one vector (p,) → result (n,), or m vectors (m, p) → result (n, m). ``solver``: an
+    :class:`~amlib.influence.hvp.InverseHVP` built at this θ on this X (e.g. the one that solved
+    S); its probabilities are reused for the residuals P − Y instead of another pass over X.
     """
     X, y = model.validate(theta, X, y)
     single = S.ndim == 1
     Sb = (S[None] if single else S).to(X.dtype)
     if Sb.shape[1] != model.n_params:
         raise ValueError(f"S must have {model.n_params} columns, got shape {tuple(S.shape)}")
-    R = model.residuals(theta, X, y)
-    out = _grad_dot(model, X, R, Sb)
+    R = residuals_at(model, theta, X, y, solver)
+    out = _grad_dot(model, X, R, Sb, solver)
     return out[:, 0] if single else out
+
+
+def residuals_at(model: LogisticModel, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
+                 solver: InverseHVP | None = None) -> torch.Tensor:
+    """(n, K) residuals P − Y at θ; P from ``solver``'s Hessian operator when it was built at this
+    θ on this X (:meth:`~amlib.influence.hvp.HessianOperator.cached_at`), else computed."""
+    if solver is not None and solver.op.cached_at(theta, X):
+        return solver.op.P - model.targets(y, X.dtype)
+    return model.residuals(theta, X, y)
 
 
 def per_sample_gradients(model: LogisticModel, theta: torch.Tensor, X, y) -> torch.Tensor:
@@ -133,7 +143,8 @@ def influence_values(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_
     G = model.gradient_from_residuals(model.residuals(theta, X_test, y_test), X_test)
     solver = InverseHVP(model, theta, X, method=method, damping=damping, **solver_opts)
     info = solver.solve(G, x0=x0)
-    values = _grad_dot(model, X, model.residuals(theta, X, y), info.solution[None])[:, 0]
+    values = _grad_dot(model, X, residuals_at(model, theta, X, y, solver),
+                       info.solution[None], solver)[:, 0]
     return InfluenceResult(values, info.solution, info, G, gnorm)
 
 

@@ -138,20 +138,45 @@ def surrogate_objective(model: LogisticModel, theta: torch.Tensor, X, y, X_test,
     """
     X, y = model.validate(theta, X, y)
     X_test, y_test = model.validate(theta, X_test, y_test, name="_test")
+    S, U, Ut_b = _frozen_products(model, X, X_test, s_a, s_b)
+    return _surrogate_from_logits(model, model.logits(theta, X), model.logits(theta, X_test),
+                                  y, y_test, c, S, U, Ut_b, damping)
+
+
+def _frozen_products(model: LogisticModel, X: torch.Tensor, X_test: torch.Tensor,
+                     s_a: torch.Tensor, s_b: torch.Tensor, solver: InverseHVP | None = None):
+    """The constants of S: S = [s_a; s_b], U = (X S_aᵀ, X S_bᵀ) (n, 2, K) from one product
+    with X (or none: the ones ``solver``'s residual checks kept), and X_test S_bᵀ (n_test, K)."""
     S = torch.stack([s_a.detach(), s_b.detach()]).to(X.dtype)
     with torch.no_grad():
-        U = _xs(model, X, S)                       # (n, 2, K): constants
-        Ut_b = _xs(model, X_test, S[1:])[:, 0]     # (n_test, K)
+        U = (solver.op.feature_products(S) if solver is not None and solver.op.X is X
+             else _xs(model, X, S))
+        Ut_b = _xs(model, X_test, S[1:])[:, 0]
+    return S, U, Ut_b
+
+
+def _surrogate_from_logits(model: LogisticModel, F: torch.Tensor, F_test: torch.Tensor, y, y_test,
+                           c: torch.Tensor, S: torch.Tensor, U: torch.Tensor, Ut_b: torch.Tensor,
+                           damping: float) -> torch.Tensor:
+    """S as a function of the logits F = X Wᵀ + b (n, K) and F_test (n_test, K):
+
+        S = Σ_j (p_j − y_j)·u_j^b  +  Σ_i c_i (p_i − y_i)·u_i^a
+            − (1/n) Σ_i [Σ_k p_ik u_ik^a u_ik^b − (p_i·u_i^a)(p_i·u_i^b)] − (l2 + δ) s_aᵀs_b
+
+    (binary: the curvature p(1 − p) u^a u^b instead of the bracket), u^a = X s_a, u^b = X s_b.
+    θ enters only through F and F_test, so ∂S/∂θ = Σ_i (∂S/∂F_i) ⊗ [x_i, 1] + (test rows alike).
+    """
+    dtype = U.dtype
+    P = model.probs_from_logits(F)
+    Pt = model.probs_from_logits(F_test)
     U_a, U_b = U[:, 0], U[:, 1]
-    P = model.probs(theta, X)
-    Pt = model.probs(theta, X_test)
-    a_sb = ((Pt - model.targets(y_test, X.dtype)) * Ut_b).sum()
-    b_sa = (c.detach().to(X.dtype)[:, None] * (P - model.targets(y, X.dtype)) * U_a).sum()
+    a_sb = ((Pt - model.targets(y_test, dtype)) * Ut_b).sum()
+    b_sa = (c.detach().to(dtype)[:, None] * (P - model.targets(y, dtype)) * U_a).sum()
     if model.binary:
         quad = (P * (1 - P) * U_a * U_b).sum()
     else:
         quad = ((P * U_a * U_b).sum(1) - (P * U_a).sum(1) * (P * U_b).sum(1)).sum()
-    quad = quad / X.shape[0] + (model.l2 + damping) * (S[0] @ S[1])
+    quad = quad / F.shape[0] + (model.l2 + damping) * (S[0] @ S[1])
     return a_sb + b_sa - quad
 
 
@@ -195,7 +220,10 @@ def surrogate_gradient(model: LogisticModel, theta: torch.Tensor, X, y, X_test, 
     if solver is None:
         solver = InverseHVP(model, th, X, method=method, damping=damping, **solver_opts)
     with torch.no_grad():
-        R = model.residuals(th, X, y)
+        # the logits at θ: the solver's (one pass over X shared by the Hessian, the residuals
+        # and the surrogate's forward pass), or computed here when it was built elsewhere
+        F = solver.op.logits if solver.op.cached_at(th, X) else model.logits(th, X)
+        R = model.probs_from_logits(F) - model.targets(y, X.dtype)
         b = model.gradient_from_residuals(R * c[:, None], X)
         info_a = None
         if s_a is None:
@@ -211,11 +239,20 @@ def surrogate_gradient(model: LogisticModel, theta: torch.Tensor, X, y, X_test, 
         else:
             info = solver.solve(b, x0=x0)
             s_b = info.solution
-    param = th.clone().requires_grad_(True)
+    # backward to the logits only, then the chain rule by hand: ∂S/∂θ = Σ_i (∂S/∂F_i) ⊗ [x_i, 1]
+    # is one product Gᵀ X (autograd would form Xᵀ G, several times slower for a thin G)
+    Sc, U, Ut_b = _frozen_products(model, X, X_test, s_a, s_b, solver)
+    with torch.no_grad():
+        Ft = model.logits(th, X_test)
+    F = F.detach().to(X.dtype).requires_grad_(True)
+    Ft = Ft.detach().requires_grad_(True)
     with torch.enable_grad():
-        S = surrogate_objective(model, param, X, y, X_test, y_test, c, s_a, s_b,
-                                damping=solver.effective_damping)
-        (grad,) = torch.autograd.grad(S, param)
+        S = _surrogate_from_logits(model, F, Ft, y, y_test, c, Sc, U, Ut_b,
+                                   solver.effective_damping)
+        dF, dFt = torch.autograd.grad(S, (F, Ft))
+    with torch.no_grad():
+        grad = (model.gradient_from_residuals(dF, X)
+                + model.gradient_from_residuals(dFt, X_test)).to(theta.dtype)
     return SurrogateGradient(float(S.detach()), grad, s_a.detach(), s_b.detach(), info, info_a)
 
 
