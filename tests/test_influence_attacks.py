@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from influence_data import gaussian_classes
 
 from amlib.influence import (attack_coefficients, fit_logistic, influence_values,
                              naive_objective, project_to_ball, ranks, surrogate_gradient,
@@ -13,11 +14,7 @@ torch.set_num_threads(1)
 
 
 def make_data(n=100, d=5, C=3, seed=1, n_test=40, sep=1.0):
-    g = torch.Generator().manual_seed(seed)
-    means = sep * torch.randn(C, d, generator=g, dtype=torch.float64)
-    y = torch.randint(0, C, (n + n_test,), generator=g)
-    X = means[y] + torch.randn(n + n_test, d, generator=g, dtype=torch.float64)
-    return X[:n], y[:n], X[n:], y[n:]
+    return gaussian_classes(n, d, C, seed, n_test, sep)
 
 
 @pytest.fixture(scope="module")

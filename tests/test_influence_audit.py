@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from influence_data import gaussian_classes
 
 from amlib.influence import (audit_influence_calculator, fit_logistic, honest_score_fn,
                              influence_values, max_rank_search, one_hot_construction,
@@ -11,12 +12,8 @@ from amlib.influence.attacks import run_targeted_attack
 torch.set_num_threads(1)
 
 
-def make_data(n=80, d=3, C=3, seed=0, n_test=60):
-    g = torch.Generator().manual_seed(seed)
-    means = 1.5 * torch.randn(C, d, generator=g, dtype=torch.float64)
-    y = torch.randint(0, C, (n + n_test,), generator=g)
-    X = means[y] + torch.randn(n + n_test, d, generator=g, dtype=torch.float64)
-    return X[:n], y[:n], X[n:], y[n:]
+def make_data(n=80, d=3, C=3, seed=0, n_test=60, sep=1.5):
+    return gaussian_classes(n, d, C, seed, n_test, sep)
 
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["binary", "multiclass"])

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from influence_data import gaussian_classes
 
 from amlib.influence import (InverseHVP, LiSSADivergence, LogisticModel, NotStationaryWarning,
                              SingularHessianError, dense_hessian, fit_logistic, fit_logistic_sgd,
@@ -19,11 +20,7 @@ torch.set_num_threads(1)
 
 
 def make_data(n=120, d=4, C=3, seed=0, n_test=40, sep=1.5):
-    g = torch.Generator().manual_seed(seed)
-    means = sep * torch.randn(C, d, generator=g, dtype=torch.float64)
-    y = torch.randint(0, C, (n + n_test,), generator=g)
-    X = means[y] + torch.randn(n + n_test, d, generator=g, dtype=torch.float64)
-    return X[:n], y[:n], X[n:], y[n:]
+    return gaussian_classes(n, d, C, seed, n_test, sep)
 
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["binary", "multiclass"])
