@@ -107,7 +107,8 @@ def em_normal(X: np.ndarray, tol: float = 1e-8, max_iter: int = 1000) -> tuple[n
 def little_mcar_test(data, tol: float = 1e-8, max_iter: int = 1000) -> MCARTest:
     """Little's (1988) χ² test of MCAR over all missingness patterns (his eq. 5, with the EM
     estimates of μ and Σ; see the module docstring).  ``data``: a DataFrame or 2-D array whose
-    missing entries are NaN.  Rows with no observed value carry no information and are dropped.
+    missing entries are NaN.  Rows with no observed value carry no information and are left
+    out, with a warning.
     """
     X, columns = _as_array(data)
     observed = ~np.isnan(X)
@@ -117,6 +118,9 @@ def little_mcar_test(data, tol: float = 1e-8, max_iter: int = 1000) -> MCARTest:
     if empty:
         raise ValueError(f"column(s) {empty} are missing in every row; drop them before testing")
     keep = observed.any(axis=1)
+    if not keep.all():
+        warnings.warn(f"{int((~keep).sum())} row(s) have no observed value and carry no "
+                      "information about the means; Little's test leaves them out", stacklevel=2)
     X, observed = X[keep], observed[keep]
     n, p = X.shape
     if n <= p:

@@ -325,13 +325,14 @@ def run_targeted_attack(model: LogisticModel, theta_star: torch.Tensor, X, y, X_
     """
     if n_inits < 1:
         raise ValueError("n_inits must be >= 1")
-    if method == "cg":
-        solver_opts = _cg_options(model, model.validate(theta_star, X), method, precondition,
-                                  solver_opts)
+    # one K-FAC feature Gram for every initialisation
+    solver_opts = _cg_options(model, model.validate(theta_star, X), method, precondition,
+                              solver_opts)
     common = dict(k=k, eps=eps, objective=objective, lr=lr, steps=steps,
                   lr_drop_step=lr_drop_step, method=method, damping=damping,
-                  solver_opts=solver_opts, precondition=precondition, X_eval=X_eval, y_eval=y_eval, early_stop=early_stop,
-                  progress_bar=progress, num_threads=num_threads)
+                  solver_opts=solver_opts, precondition=precondition, X_eval=X_eval,
+                  y_eval=y_eval, early_stop=early_stop, progress_bar=progress,
+                  num_threads=num_threads)
     radius = eps * float(theta_star.norm())
     best, best_key, best_i = None, None, -1
     rows = []

@@ -48,10 +48,10 @@ import torch
 
 from .models import LogisticModel, check_theta
 
-__all__ = ["HessianOperator", "apply_hessian", "feature_products", "hvp", "dense_hessian",
-           "null_space_shift", "conjugate_gradient", "FeatureGram", "KFACPreconditioner", "PRECONDITIONERS",
-           "InverseHVP", "inverse_hvp", "IHVPResult", "LiSSADivergence", "SingularHessianError",
-           "METHODS"]
+__all__ = ["HessianOperator", "apply_hessian", "feature_products", "shared_feature_products",
+           "hvp", "dense_hessian", "null_space_shift", "conjugate_gradient", "FeatureGram",
+           "KFACPreconditioner", "PRECONDITIONERS", "InverseHVP", "inverse_hvp", "IHVPResult",
+           "LiSSADivergence", "SingularHessianError", "METHODS"]
 
 METHODS = ("exact", "cg", "lissa")
 #: values of ``InverseHVP(precondition=...)`` besides True (= "jacobi") and False/None (= none)
@@ -86,6 +86,15 @@ def feature_products(model: LogisticModel, X: torch.Tensor, V: torch.Tensor) -> 
     Vm = V.reshape(m, K, D)
     U = (X @ Vm[:, :, :d].reshape(m * K, d).T).view(X.shape[0], m, K)
     return U + Vm[:, :, d] if model.bias else U
+
+
+def shared_feature_products(model: LogisticModel, X: torch.Tensor, V: torch.Tensor,
+                            solver: "InverseHVP | None" = None) -> torch.Tensor:
+    """:func:`feature_products` of V with X, reusing the products that ``solver``'s operator
+    kept (see :meth:`HessianOperator.feature_products`) when it was built on this very X."""
+    if solver is not None and solver.op.X is X:
+        return solver.op.feature_products(V)
+    return feature_products(model, X, V)
 
 
 def apply_hessian(model: LogisticModel, X: torch.Tensor, P: torch.Tensor, V: torch.Tensor, *,

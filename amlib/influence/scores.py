@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .hvp import IHVPResult, InverseHVP, feature_products
+from .hvp import IHVPResult, InverseHVP, shared_feature_products
 from .models import LogisticModel, NotStationaryWarning, fit_logistic
 
 __all__ = ["per_sample_grad_dot", "per_sample_gradients", "test_gradient", "influence_values",
@@ -39,11 +39,7 @@ def _grad_dot(model: LogisticModel, X: torch.Tensor, R: torch.Tensor,
               S: torch.Tensor, solver: InverseHVP | None = None) -> torch.Tensor:
     """(n, m): row i, column j = Σ_k R_ik (x_i · S_j[k, :d] + S_j[k, d]); the products X·S_j
     come from ``solver``'s operator when it kept them (its residual check of S) on this X."""
-    if solver is not None and solver.op.X is X:
-        XS = solver.op.feature_products(S)
-    else:
-        XS = feature_products(model, X, S)
-    return (XS * R[:, None, :]).sum(dim=2)
+    return (shared_feature_products(model, X, S, solver) * R[:, None, :]).sum(dim=2)
 
 
 def per_sample_grad_dot(model: LogisticModel, theta: torch.Tensor, X, y,

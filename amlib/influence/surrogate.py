@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .hvp import IHVPResult, InverseHVP, apply_hessian
+from .hvp import (IHVPResult, InverseHVP, apply_hessian, feature_products,
+                  shared_feature_products)
 from .models import LogisticModel
 
 __all__ = ["project_to_ball", "random_initialisation", "OBJECTIVES", "attack_coefficients",
@@ -118,15 +119,6 @@ def value_objective(values: torch.Tensor, c: torch.Tensor) -> float:
     return float(c @ values.detach())
 
 
-def _xs(model: LogisticModel, X: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
-    """(n, m, K): X S_j[k, :d] + S_j[k, d] for m flat parameter vectors S (m, p)."""
-    m = S.shape[0]
-    K, D, d = model.n_outputs, model.row_size, model.n_features
-    Sm = S.reshape(m, K, D)
-    out = (X @ Sm[:, :, :d].reshape(m * K, d).T).view(X.shape[0], m, K)
-    return out + Sm[:, :, d] if model.bias else out
-
-
 def surrogate_objective(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_test,
                         c: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor, *,
                         damping: float = 0.0) -> torch.Tensor:
@@ -149,9 +141,8 @@ def _frozen_products(model: LogisticModel, X: torch.Tensor, X_test: torch.Tensor
     with X (or none: the ones ``solver``'s residual checks kept), and X_test S_bᵀ (n_test, K)."""
     S = torch.stack([s_a.detach(), s_b.detach()]).to(X.dtype)
     with torch.no_grad():
-        U = (solver.op.feature_products(S) if solver is not None and solver.op.X is X
-             else _xs(model, X, S))
-        Ut_b = _xs(model, X_test, S[1:])[:, 0]
+        U = shared_feature_products(model, X, S, solver)
+        Ut_b = feature_products(model, X_test, S[1:])[:, 0]
     return S, U, Ut_b
 
 
