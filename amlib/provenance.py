@@ -9,7 +9,7 @@ from pathlib import Path
 
 __all__ = ["provenance", "git_commit"]
 
-_PACKAGES = ["amlib", "torch", "lightning", "numpy", "pandas", "scipy", "scikit-learn",
+_PACKAGES = ["amlib", "torch", "pytorch-lightning", "numpy", "pandas", "scipy", "scikit-learn",
              "statsmodels", "matplotlib", "seaborn"]
 _REPO = Path(__file__).resolve().parents[1]
 

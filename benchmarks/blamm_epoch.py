@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from amlib.blamm import BLAMM
+from amlib.am.blamm import BLAMM
 from amlib.data import load
 
 SCALES = [("ca-housing", "MedInc", "gaussian"),

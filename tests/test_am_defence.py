@@ -47,7 +47,7 @@ def test_share_zero_is_the_plain_mean_imputation_fit(small_trial, mirror):
     """With nothing discarded the defence is the undefended modeler of the p-value experiment."""
     from amlib.data import load
     from amlib.experiments.am_pvalues import _train
-    from amlib.modelers import fit_modeler
+    from amlib.am.modelers import fit_modeler
 
     params, result = small_trial
     data = load(params["dataset"], seed=params["seed"])

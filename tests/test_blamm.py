@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from amlib.blamm import BLAMM
-from amlib.modelers import fit_modeler
+from amlib.am.blamm import BLAMM
+from amlib.am.modelers import fit_modeler
 
 
 def toy_frame(n=400, seed=0):
@@ -84,7 +84,7 @@ def test_bad_inputs(kwargs, error, match):
 
 
 def test_singular_design_is_an_error():
-    from amlib.glm import SingularDesignError
+    from amlib.am.glm import SingularDesignError
 
     frame = toy_frame(50)
     frame["x_copy"] = 2 * frame["x"]

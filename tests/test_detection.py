@@ -1,11 +1,11 @@
-"""amlib.detection: Little's MCAR test against a hand computation and its null distribution, the
+"""amlib.am.detection: Little's MCAR test against a hand computation and its null distribution, the
 predictability test, input errors, and the committed am-detection results."""
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from amlib.detection import auc, em_normal, little_mcar_test, missingness_predictability_test
+from amlib.am.detection import auc, em_normal, little_mcar_test, missingness_predictability_test
 from amlib.experiments.runner import read_results
 
 

@@ -1,8 +1,8 @@
-"""Influence-based fair reweighing (Li & Liu 2022) and the scaling attack (amlib.fairness)."""
+"""Influence-based fair reweighing (Li & Liu 2022) and the scaling attack (amlib.influence.fairness)."""
 import numpy as np
 import pytest
 
-from amlib.fairness import (LI_LIU_SETTINGS, InfeasibleLPError, dp_gap, eop_gap, fit_weighted,
+from amlib.influence.fairness import (LI_LIU_SETTINGS, InfeasibleLPError, dp_gap, eop_gap, fit_weighted,
                             influence_on_validation, reweigh, reweighing_lp, scaling_attack)
 
 
@@ -63,7 +63,7 @@ def test_lp_infeasible_without_fallback_raises():
 
 @pytest.mark.parametrize("metric", ["dp", "eop"])
 def test_influence_predicts_leave_one_out(metric):
-    from amlib.fairness import fairness_function
+    from amlib.influence.fairness import fairness_function
     x, y, s = toy()
     xv, yv, sv = toy(200, seed=1)
     l2 = 1.0

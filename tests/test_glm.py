@@ -4,7 +4,7 @@ import pytest
 import statsmodels.api as sm
 import torch
 
-from amlib.glm import (IRLSConvergenceError, SingularDesignError, add_intercept, ate,
+from amlib.am.glm import (IRLSConvergenceError, SingularDesignError, add_intercept, ate,
                        constrained_mle, get_family, irls, kl_divergence, solve_lower_level)
 
 SM = {"gaussian": sm.families.Gaussian, "bernoulli": sm.families.Binomial,

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from amlib.glm import add_intercept, irls
-from amlib.implicit import glm_argmin
-from amlib.missingness import NeuralMechanism, Standardizer, build_design
+from amlib.am.glm import add_intercept, irls
+from amlib.am.implicit import glm_argmin
+from amlib.am.missingness import NeuralMechanism, Standardizer, build_design
 
 
 def _problem(family, n=150, seed=0):

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from amlib.missingness import (LogisticMNAR, MCARMechanism, NeuralMechanism, PartialAccess,
+from amlib.am.missingness import (LogisticMNAR, MCARMechanism, NeuralMechanism, PartialAccess,
                                PerSampleMechanism, Standardizer, apply_patterns,
                                expected_missing_fraction, masked_missing_rate, mcar_matched,
                                observed_marginals, pattern_index, pattern_matrix, sample_patterns)

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from amlib import modelers
-from amlib.modelers import fit_modeler, r_available, remediate
+from amlib.am import modelers
+from amlib.am.modelers import fit_modeler, r_available, remediate
 
 
 def _frame(n=200, seed=0):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from amlib.glm import add_intercept, irls
-from amlib.missingness import (build_design, sample_patterns, weighted_mean_imputation,
+from amlib.am.glm import add_intercept, irls
+from amlib.am.missingness import (build_design, sample_patterns, weighted_mean_imputation,
                                weighted_regression_coefficients)
 
 N = 40_000

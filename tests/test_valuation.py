@@ -4,7 +4,7 @@ import numpy as np
 import ot
 import pytest
 
-from amlib.valuation import (brute_force_shapley, calibrated_gradient, knn_shapley, knn_utility,
+from amlib.am.valuation import (brute_force_shapley, calibrated_gradient, knn_shapley, knn_utility,
                              lava_values)
 
 

@@ -10,7 +10,7 @@ estimate θp ("the true coefficients"), intercept excluded as in
 0.05.
 
 Valuation follows the paper: KNN-Shapley (Jia et al. 2019; regression utility, K = 10) on
-ca-housing and LAVA (Just et al. 2023) on wine-quality, both from :mod:`amlib.valuation`
+ca-housing and LAVA (Just et al. 2023) on wine-quality, both from :mod:`amlib.am.valuation`
 (OpenDataVal, which the paper used, cannot be installed beside this project's pinned torch,
 numpy and pandas).  One trial is one data set: the attack is trained once and every mask is
 valued in turn.
@@ -64,7 +64,7 @@ def trial_grid(profile: dict) -> list[dict]:
 
 
 def _values(method: str, X, y, X_valid, y_valid, params: dict) -> np.ndarray:
-    from ..valuation import knn_shapley, lava_values
+    from ..am.valuation import knn_shapley, lava_values
 
     if method == "knn-shapley":
         return knn_shapley(X, y, X_valid, y_valid, K=params["k_neighbors"], task="regression")
@@ -75,7 +75,7 @@ def _values(method: str, X, y, X_valid, y_valid, params: dict) -> np.ndarray:
 
 def run_trial(params: dict) -> dict:
     """Train the CCA attack, then value, prune and refit every mean-imputed mask (module doc)."""
-    from ..modelers import remediate
+    from ..am.modelers import remediate
 
     start = time.perf_counter()
     data = load(params["dataset"], seed=params["seed"])

@@ -3,7 +3,7 @@
 One trial is a (data set, attack) pair of :mod:`amlib.experiments.am_pvalues`, trained with the
 paper's Table 4 settings (its ``_train``).  Then ``masks`` masked copies of the training split
 are drawn from the learned mechanism and as many from MCAR at the same pattern probabilities,
-and on each copy the modeler runs the two tests of :mod:`amlib.detection`: Little's MCAR test on
+and on each copy the modeler runs the two tests of :mod:`amlib.am.detection`: Little's MCAR test on
 all columns (features and response) and the missingness-predictability test of the target's
 indicator on every other column.  A trial records per mask the hidden share, both p-values and
 the AUC; :func:`summarise` gives rejection rates at 0.05 per (data set, attack, mechanism).
@@ -49,7 +49,7 @@ def trial_grid(profile: dict) -> list[dict]:
 
 def run_trial(params: dict) -> dict:
     """Train one attack; test every BLAMM and every MCAR mask with both detectors."""
-    from ..detection import little_mcar_test, missingness_predictability_test
+    from ..am.detection import little_mcar_test, missingness_predictability_test
 
     start = time.perf_counter()
     data = load(params["dataset"], seed=params["seed"])

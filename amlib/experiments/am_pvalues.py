@@ -144,7 +144,7 @@ def diagnostic_grid(profile: dict) -> list[dict]:
 
 
 def _train(frame: pd.DataFrame, params: dict):
-    from ..blamm import BLAMM
+    from ..am.blamm import BLAMM
 
     # Table 4's lower-level λ multiplies ‖θ‖² next to a *sum* over rows (eq. 8); amlib's lower
     # objective is a mean over rows, so the same penalty is λ/N here.
@@ -170,7 +170,7 @@ def _train(frame: pd.DataFrame, params: dict):
 
 def run_trial(params: dict) -> dict:
     """Train one attack and evaluate every modeler on its masks and on MCAR masks (see module doc)."""
-    from ..modelers import fit_modeler, mice_backend
+    from ..am.modelers import fit_modeler, mice_backend
 
     start = time.perf_counter()
     data = load(params["dataset"], seed=params["seed"])

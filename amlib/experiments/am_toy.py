@@ -46,8 +46,8 @@ def run_trial(params: dict) -> dict:
     """One seed: attack, then the modeler on BLAMM's and MCAR's masks (JSON-serialisable)."""
     import tempfile
 
-    from ..blamm import BLAMM
-    from ..modelers import fit_modeler
+    from ..am.blamm import BLAMM
+    from ..am.modelers import fit_modeler
 
     seed = params["seed"]
     frame, test = toy_data(params["rows"], seed), toy_data(params["test_rows"], seed + 1)

@@ -1,7 +1,7 @@
 """Influence paper, Figure 5: the scaling attack on Li & Liu's influence-based fair reweighing.
 
 For each (data set, fairness metric) and each scaling coefficient s, the reweighing pipeline of
-:mod:`amlib.fairness` runs on ``s·θ_ERM``; the downstream model's test accuracy and fairness gap
+:mod:`amlib.influence.fairness` runs on ``s·θ_ERM``; the downstream model's test accuracy and fairness gap
 are compared with honest reweighing (s = 1) and with no reweighing (the ERM model). One trial is
 one (data set, metric) with its whole s grid; every step is deterministic (no seed is drawn).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import register
 from .trials import run_trials
-from ..fairness import LI_LIU_SETTINGS, SCALES
+from ..influence.fairness import LI_LIU_SETTINGS, SCALES
 
 __all__ = ["PROFILES", "PAPER_MAX_DP_INCREASE", "ACCURACY_TOLERANCE", "run_trial", "summarise",
            "run"]
@@ -31,7 +31,7 @@ PROFILES = {
 def run_trial(params: dict) -> dict:
     """The attack on one (data set, metric) over the s grid (JSON-serialisable)."""
     from ..data.fairness import load_fairness
-    from ..fairness import scaling_attack
+    from ..influence.fairness import scaling_attack
 
     beta, gamma = LI_LIU_SETTINGS[(params["dataset"], params["metric"])]
     out = scaling_attack(load_fairness(params["dataset"]), params["metric"], beta, gamma,

@@ -41,9 +41,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-import lightning.pytorch as L
+import pytorch_lightning as pl
+
+from ..training import fit_full_batch, one_batch_loader
 
 from .hvp import FeatureGram, InverseHVP
 from .models import LogisticModel, check_theta, fit_logistic
@@ -68,17 +69,7 @@ def _cg_options(model: LogisticModel, X: torch.Tensor, method: str,
     return opts
 
 
-class _OneBatch(Dataset):
-    """One empty batch per epoch: the attack is full-batch and its data live on the module."""
-
-    def __len__(self):
-        return 1
-
-    def __getitem__(self, index):
-        return torch.zeros(1)
-
-
-class TargetedInfluenceAttack(L.LightningModule):
+class TargetedInfluenceAttack(pl.LightningModule):
     """Projected Adam on the backward-friendly attack objective (Alg. 3), one step per epoch.
 
     Parameters
@@ -236,33 +227,24 @@ class TargetedInfluenceAttack(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def train_dataloader(self):
-        return DataLoader(_OneBatch(), batch_size=None)
+        return one_batch_loader()
 
     def fit(self, seed: int = 0) -> "TargetedInfluenceAttack":
         """Run up to ``steps`` projected Adam steps, then evaluate the final θ."""
-        from ..blamm import quiet_lightning
-        quiet_lightning()
-        warnings.filterwarnings("ignore", ".*training_step.*returned.*None.*")
-        L.seed_everything(seed, verbose=False)
         accelerator = "gpu" if self.X.device.type == "cuda" else "cpu"
-        bar = sys.stdout.isatty() if self.progress_bar is None else bool(self.progress_bar)
-        threads = torch.get_num_threads()
-        if self.num_threads:
-            torch.set_num_threads(self.num_threads)
-        try:
-            if self.steps > 0:
-                trainer = L.Trainer(max_epochs=self.steps, accelerator=accelerator, devices=1,
-                                    logger=False, enable_checkpointing=False,
-                                    enable_model_summary=False, enable_progress_bar=bar,
-                                    num_sanity_val_steps=0)
-                trainer.fit(self)
-            if not self.done:   # the θ after the last step has not been ranked yet
+        fit_full_batch(self, self.steps, seed, progress_bar=self.progress_bar,
+                       num_threads=self.num_threads, accelerator=accelerator)
+        if not self.done:   # the θ after the last step has not been ranked yet
+            threads = torch.get_num_threads()
+            if self.num_threads:
+                torch.set_num_threads(self.num_threads)
+            try:
                 record = self.evaluate()
-                record["seconds"] = time.perf_counter() - self._last["t0"]
-                self.history.append(record)
-                self.done = record["success_rate"] == 1.0
-        finally:
-            torch.set_num_threads(threads)
+            finally:
+                torch.set_num_threads(threads)
+            record["seconds"] = time.perf_counter() - self._last["t0"]
+            self.history.append(record)
+            self.done = record["success_rate"] == 1.0
         return self
 
     def history_frame(self) -> pd.DataFrame:

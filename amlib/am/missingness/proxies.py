@@ -7,8 +7,8 @@ row, so that
 
     f̃(θ, φ) = (1/N) Σ_k Σ_i weights[k, i] · J(y_i, ⟨design[k, i], θ⟩)        (eq. 8)
 
-is minimised by the weighted IRLS of :mod:`amlib.glm` and differentiated by
-:mod:`amlib.implicit`.  Everything is differentiable in ``probs``.
+is minimised by the weighted IRLS of :mod:`amlib.am.glm` and differentiated by
+:mod:`amlib.am.implicit`.  Everything is differentiable in ``probs``.
 
 - ``"cca"`` — complete-case analysis, eq. 5.1: one design (the complete data) weighted by
   ``p(1|x_i) / P̄(1)`` with ``P̄(1) = N⁻¹ Σ_i p(1|x_i)``.

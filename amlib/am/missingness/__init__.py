@@ -1,7 +1,7 @@
 """Missingness mechanisms p(R|X) and the differentiable proxies f̃ of the AM paper.
 
-See :mod:`amlib.missingness.mechanisms` (App. C.4, eq. 24, baselines, mask sampling) and
-:mod:`amlib.missingness.proxies` (eqs. 5.1, 8–11, App. B eqs. 15–17).
+See :mod:`amlib.am.missingness.mechanisms` (App. C.4, eq. 24, baselines, mask sampling) and
+:mod:`amlib.am.missingness.proxies` (eqs. 5.1, 8–11, App. B eqs. 15–17).
 """
 from .mechanisms import (LogisticMNAR, MCARMechanism, NeuralMechanism, PartialAccess,
                          PerSampleMechanism, Standardizer, apply_patterns,

@@ -14,13 +14,13 @@ Each epoch is one full-batch step of
 
     ℓ(φ) = g(θ̃(φ)) + λ_upper · Ω(φ),     θ̃(φ) = argmin_θ f̃(θ, φ) + (λ_lower/2)‖θ‖²   (eqs. 2, 12)
 
-- the mechanism p(r|x; φ) (:mod:`amlib.missingness.mechanisms`): ``"neural"`` (one hidden layer,
+- the mechanism p(r|x; φ) (:mod:`amlib.am.missingness.mechanisms`): ``"neural"`` (one hidden layer,
   ``hidden`` units, inputs standardised; a Bernoulli response is left as 0/1), ``"per-sample"``,
   or any module mapping the conditioning matrix ``Z = [X, y]`` to (N, 2^|M|) probabilities; with
   ``access < 1`` it is wrapped in the partial-access mixture of eq. 24;
 - the proxy f̃ (``"cca"`` eq. 5.1, ``"mean"`` eqs. 8–11, ``"regression"`` App. B);
 - the lower level solved by weighted IRLS (Algorithm 1) and differentiated implicitly (eq. 23,
-  :func:`amlib.implicit.glm_argmin`), with App. D.3's L2 fallback;
+  :func:`amlib.am.implicit.glm_argmin`), with App. D.3's L2 fallback;
 - the upper objective ``g``: ``"kl"`` — mean KL from the adversarial GLM θα to θ̃ (App. C.2), θα
   being the constrained MLE with the ``target`` coefficient fixed at zero (eq. 22; Gaussian KL
   uses θα's residual variance as dispersion); ``"ate"`` — ``|τ̂(θ̃) − τα|`` with the treatment
@@ -34,18 +34,16 @@ seeded, quiet by default (progress bar only when interactive), and logs ``loss``
 """
 from __future__ import annotations
 
-import logging
-import sys
-import warnings
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-import lightning.pytorch as L
+import pytorch_lightning as pl
+
+from ..training import fit_full_batch, one_batch_loader
 
 from .glm import (SingularDesignError, add_intercept, ate, constrained_mle, get_family,
                   kl_divergence)
@@ -56,30 +54,10 @@ from .missingness.mechanisms import (NeuralMechanism, PartialAccess, PerSampleMe
                                      mcar_matched, observed_marginals, sample_patterns)
 from .missingness.proxies import PROXIES, build_design
 
-__all__ = ["BLAMM", "quiet_lightning"]
+__all__ = ["BLAMM"]
 
 
-def quiet_lightning() -> None:
-    """Silence Lightning's banners and the single-batch data-loader warnings."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*number of training batches.*")
-    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
-    warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*")
-
-
-class _OneBatch(Dataset):
-    """Full-batch training: one (empty) batch per epoch; the data live on the module."""
-
-    def __len__(self):
-        return 1
-
-    def __getitem__(self, index):
-        return torch.zeros(1)
-
-
-class BLAMM(L.LightningModule):
+class BLAMM(pl.LightningModule):
     """Learn an adversarial missingness mechanism by bi-level optimisation (Algorithm 2).
 
     Parameters (keywords after ``family``)
@@ -283,26 +261,20 @@ class BLAMM(L.LightningModule):
         return torch.optim.Adam(self.mechanism.parameters(), lr=self.lr)
 
     def train_dataloader(self):
-        return DataLoader(_OneBatch(), batch_size=None)
+        return one_batch_loader()
 
     def fit(self) -> "BLAMM":
         """Train for ``epochs`` full-batch Adam steps; returns ``self``."""
-        quiet_lightning()
-        L.seed_everything(self.seed, verbose=False)
         logger = False
         if self.log_dir is not None:
-            from lightning.pytorch.loggers import CSVLogger
+            from pytorch_lightning.loggers import CSVLogger
             logger = CSVLogger(self.log_dir, name="blamm")
-        bar = sys.stdout.isatty() if self.progress_bar is None else bool(self.progress_bar)
-        trainer = L.Trainer(max_epochs=self.epochs, accelerator="cpu", devices=1, logger=logger,
-                            enable_checkpointing=False, enable_model_summary=False,
-                            enable_progress_bar=bar, log_every_n_steps=1,
-                            num_sanity_val_steps=0)
         threads = torch.get_num_threads()
+        fit_full_batch(self, self.epochs, self.seed, progress_bar=self.progress_bar,
+                       num_threads=self.num_threads, logger=logger)
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
         try:
-            trainer.fit(self)
             with torch.no_grad():
                 self.compute_loss()  # θ̃ and the summaries at the final φ
         finally:

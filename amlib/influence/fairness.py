@@ -204,7 +204,7 @@ def fit_weighted(x, y, l2: float, sample_weight=None) -> np.ndarray:
     The same minimiser as sklearn's ``LogisticRegression(C=1/l2, fit_intercept=False)`` that
     Li & Liu use; weights must lie in [0, 1] (the LP's ``1 − x``).
     """
-    from .influence import fit_logistic
+    from .models import fit_logistic
     x, y, _ = _arrays(x, y)
     if sample_weight is not None:
         sample_weight = np.asarray(sample_weight, dtype=float).reshape(-1)

@@ -32,7 +32,7 @@ import statsmodels.api as sm
 
 __all__ = ["REMEDIATIONS", "remediate", "fit_modeler", "mice_backend", "r_available"]
 
-_R_LOG = logging.getLogger("amlib.modelers.R")
+_R_LOG = logging.getLogger("amlib.am.modelers.R")
 REMEDIATIONS = ("cca", "mean", "regression", "mice")
 _SM_FAMILIES = {"gaussian": sm.families.Gaussian, "bernoulli": sm.families.Binomial,
                 "binomial": sm.families.Binomial, "logistic": sm.families.Binomial,

@@ -2,7 +2,7 @@
 
 The lower level of BLAMM solves ``θ̃(φ) = argmin_θ f̃(θ, φ)`` (eq. 12) with the weighted IRLS of
 Algorithm 1, where ``φ`` enters f̃ only through the weighted design (the per-pattern imputed
-designs ``X̂`` and the weights ``ω``, see :mod:`amlib.missingness.proxies`).  At the solution
+designs ``X̂`` and the weights ``ω``, see :mod:`amlib.am.missingness.proxies`).  At the solution
 ``∇_θ f̃ = 0``, so by the implicit function theorem (eq. 23, Gould et al. 2016)
 
     J_θ̃(φ) = −A⁻¹ B,   A = ∇²_θ f̃ (eq. 21),   B = ∂(∇_θ f̃)/∂φ.

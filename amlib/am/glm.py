@@ -207,7 +207,7 @@ def irls(X: torch.Tensor, y: torch.Tensor, family: str | Family = "gaussian",
 
     ``X`` is (N, p) or (K, N, p) (one imputed design per missingness pattern), ``weights`` (N,) or
     (K, N) (the pattern probabilities ω_{i,r}(φ)), ``y`` (N,).  Tensors are used without gradient
-    tracking; for a differentiable solution use :func:`amlib.implicit.glm_argmin`.  A step that
+    tracking; for a differentiable solution use :func:`amlib.am.implicit.glm_argmin`.  A step that
     raises the objective is halved (a safeguard Algorithm 1 does not need for convex, well
     conditioned problems).  Converged when ``|f_t − f_{t−1}| ≤ tol·|f_{t−1}|``; for the Gaussian
     family the objective is quadratic and the first Newton step is exact (App. C.1), so it stops
