@@ -42,7 +42,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
 reproduce: $(STAMP)
-	$(BIN)/amlib reproduce all --profile paper
+	$(BIN)/amlib reproduce all --profile paper --force
 
 clean:
 	rm -rf _build book/figures

@@ -1,0 +1,196 @@
+"""Influence scores of training points on a test set (influence paper, Definition 1, Eqs. 2–3).
+
+Sign convention (used throughout :mod:`amlib.influence`)
+---------------------------------------------------------
+Koh & Liang's influence of up-weighting z on the test loss is I(z, Z_test) = −G_testᵀ H⁻¹ g_z
+(Definition 1 summed over the test set, Eq. 3), with G_test = Σ_j ∇ℓ(z_test_j, θ) and H the
+Hessian of the training objective. We report the **value**
+
+    value(z_i) = −I(z_i, Z_test) = G_testᵀ H⁻¹ g_i,
+
+so *higher = more valuable*: up-weighting a high-value point lowers the test loss, removing it
+raises the loss by about value/n. Rankings sort values in decreasing order; **rank 0 is the top**
+(the original code ranks ``−(H⁻¹ g_val)·g_i`` the same way). For logistic regression this is
+Eq. 2: with g_i = (p_i − e_{y_i}) ⊗ [x_i, 1] the value is a bilinear form in the residuals.
+
+Per-sample gradients are never materialised: g_i · s = Σ_k (P − Y)_ik (X S_xᵀ + s_b)_ik, one matrix
+product for all n points (:func:`per_sample_grad_dot`).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .hvp import IHVPResult, InverseHVP, shared_feature_products
+from .models import LogisticModel, NotStationaryWarning, fit_logistic
+
+__all__ = ["per_sample_grad_dot", "per_sample_gradients", "test_gradient", "influence_values",
+           "InfluenceResult", "ranks", "leave_one_out_values", "stationarity", "residuals_at",
+           "STATIONARY_RTOL"]
+
+#: relative gradient norm above which θ counts as not stationary (see :func:`stationarity`)
+STATIONARY_RTOL = 1e-4
+
+
+def _grad_dot(model: LogisticModel, X: torch.Tensor, R: torch.Tensor,
+              S: torch.Tensor, solver: InverseHVP | None = None) -> torch.Tensor:
+    """(n, m): row i, column j = Σ_k R_ik (x_i · S_j[k, :d] + S_j[k, d]); the products X·S_j
+    come from ``solver``'s operator when it kept them (its residual check of S) on this X."""
+    return (shared_feature_products(model, X, S, solver) * R[:, None, :]).sum(dim=2)
+
+
+def per_sample_grad_dot(model: LogisticModel, theta: torch.Tensor, X, y,
+                        S: torch.Tensor, *, solver: InverseHVP | None = None) -> torch.Tensor:
+    """g_i · s for every training point i, without the (n, p) matrix of per-sample gradients.
+
+    ``S`` is one vector (p,) → result (n,), or m vectors (m, p) → result (n, m). ``solver``: an
+    :class:`~amlib.influence.hvp.InverseHVP` built at this θ on this X (e.g. the one that solved
+    S); its probabilities are reused for the residuals P − Y instead of another pass over X.
+    """
+    X, y = model.validate(theta, X, y)
+    single = S.ndim == 1
+    Sb = (S[None] if single else S).to(X.dtype)
+    if Sb.shape[1] != model.n_params:
+        raise ValueError(f"S must have {model.n_params} columns, got shape {tuple(S.shape)}")
+    R = residuals_at(model, theta, X, y, solver)
+    out = _grad_dot(model, X, R, Sb, solver)
+    return out[:, 0] if single else out
+
+
+def residuals_at(model: LogisticModel, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
+                 solver: InverseHVP | None = None) -> torch.Tensor:
+    """(n, K) residuals P − Y at θ; P from ``solver``'s Hessian operator when it was built at this
+    θ on this X (:meth:`~amlib.influence.hvp.HessianOperator.cached_at`), else computed."""
+    if solver is not None and solver.op.cached_at(theta, X):
+        return solver.op.P - model.targets(y, X.dtype)
+    return model.residuals(theta, X, y)
+
+
+def per_sample_gradients(model: LogisticModel, theta: torch.Tensor, X, y) -> torch.Tensor:
+    """The explicit (n, p) matrix of per-sample gradients g_i = (p_i − y_i) ⊗ [x_i, 1].
+
+    For small n only (audits with a few queries, tests); influence code never builds it.
+    """
+    X, y = model.validate(theta, X, y)
+    R = model.residuals(theta, X, y)
+    A = torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)], 1) \
+        if model.bias else X
+    return (R[:, :, None] * A[:, None, :]).reshape(X.shape[0], -1)
+
+
+def test_gradient(model: LogisticModel, theta: torch.Tensor, X_test, y_test) -> torch.Tensor:
+    """G_test = Σ_j ∇_θ ℓ(z_test_j, θ) (a sum, as in Eq. 3; no L2 term)."""
+    X_test, y_test = model.validate(theta, X_test, y_test, name="_test")
+    return model.gradient_from_residuals(model.residuals(theta, X_test, y_test), X_test)
+
+
+def stationarity(model: LogisticModel, theta: torch.Tensor, X, y) -> tuple[float, float]:
+    """(‖∇R(θ)‖, the same relative to mean_i ‖g_i‖ + l2‖θ‖) — how far θ is from being θ*."""
+    R = model.residuals(theta, X, y)
+    grad = model.gradient_from_residuals(R, X) / X.shape[0] + model.l2 * theta
+    row = (X * X).sum(dim=1) + float(model.bias)
+    typical = float((R.norm(dim=1) * row.sqrt()).mean()) + model.l2 * float(theta.norm())
+    gnorm = float(grad.norm())
+    return gnorm, gnorm / max(typical, 1e-300)
+
+
+@dataclass
+class InfluenceResult:
+    """values (n,) = G_testᵀ H⁻¹ g_i; s_test = H⁻¹ G_test; the solver's report; ‖∇R(θ)‖."""
+
+    values: torch.Tensor
+    s_test: torch.Tensor
+    ihvp_info: IHVPResult
+    test_grad: torch.Tensor
+    grad_norm: float = float("nan")
+
+    def ranks(self) -> torch.Tensor:
+        return ranks(self.values)
+
+
+def influence_values(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_test, *,
+                     method: str = "cg", damping: float = 0.0, x0: torch.Tensor | None = None,
+                     check_stationary: bool = True, stationary_rtol: float = STATIONARY_RTOL,
+                     **solver_opts) -> InfluenceResult:
+    """value(z_i) = G_testᵀ (H + δI)⁻¹ g_i for all training points (Definition 1, Eq. 3).
+
+    ``method`` ``"exact"``, ``"cg"`` or ``"lissa"`` and ``solver_opts`` go to
+    :class:`~amlib.influence.hvp.InverseHVP`; ``x0`` warm-starts CG. With ``check_stationary``
+    a :class:`NotStationaryWarning` is emitted when ‖∇R(θ)‖ relative to the typical per-sample
+    gradient exceeds ``stationary_rtol`` (influence functions assume θ = θ*); the attacks, which
+    evaluate influence at manipulated θ on purpose, turn the check off.
+    """
+    X, y = model.validate(theta, X, y)
+    X_test, y_test = model.validate(theta, X_test, y_test, name="_test")
+    theta = theta.detach()
+    gnorm = float("nan")
+    if check_stationary:
+        gnorm, rel = stationarity(model, theta, X, y)
+        if rel > stationary_rtol:
+            warnings.warn(
+                f"θ is not a stationary point of the training objective: ‖∇R(θ)‖ = {gnorm:.3g} "
+                f"({rel:.2g} relative to the typical per-sample gradient > {stationary_rtol:g}). "
+                "Influence functions assume θ = θ* (Definition 1); fit with fit_logistic(...) to "
+                "convergence, or pass check_stationary=False if this is intended (e.g. an "
+                "attacked model or the SGD recipe).", NotStationaryWarning, stacklevel=2)
+    G = model.gradient_from_residuals(model.residuals(theta, X_test, y_test), X_test)
+    solver = InverseHVP(model, theta, X, method=method, damping=damping, **solver_opts)
+    info = solver.solve(G, x0=x0)
+    values = _grad_dot(model, X, residuals_at(model, theta, X, y, solver),
+                       info.solution[None], solver)[:, 0]
+    return InfluenceResult(values, info.solution, info, G, gnorm)
+
+
+def ranks(values) -> torch.Tensor:
+    """Rank of every point when values are sorted in decreasing order: 0 = most valuable.
+
+    Ties are broken by index (the lower index ranks first)."""
+    v = torch.as_tensor(np.asarray(values) if not isinstance(values, torch.Tensor) else values)
+    if v.ndim != 1:
+        raise ValueError(f"values must be a 1-D vector, got shape {tuple(v.shape)}")
+    if not bool(torch.isfinite(v).all()):
+        raise ValueError("values contain NaN or inf; check the inverse-HVP solve (residual)")
+    order = torch.sort(-v.detach(), stable=True).indices
+    out = torch.empty_like(order)
+    out[order] = torch.arange(len(v), device=order.device)
+    return out
+
+
+def leave_one_out_values(model: LogisticModel, X, y, X_test, y_test, *,
+                         theta: torch.Tensor | None = None, indices=None,
+                         tol: float | None = None, max_iter: int = 100) -> np.ndarray:
+    """The actual change of the summed test loss when training point i is removed and the model
+    refit: ΔL_i = Σ_j ℓ(z_test_j, θ*_{−i}) − Σ_j ℓ(z_test_j, θ*).
+
+    Same sign convention as :func:`influence_values`: removing a valuable point raises the test
+    loss, and the influence approximation predicts **ΔL_i ≈ value_i / n**. "Removed" means the
+    objective (1/n) Σ_{j≠i} ℓ_j + (l2/2)‖θ‖² — weight 0 for point i with n and l2 unchanged —,
+    the exact counterpart of up-weighting by ε = −1/n. Each refit is a Newton solve warm-started
+    at θ* (``theta``; fitted here when omitted). ``indices``: the points to remove (default all).
+    """
+    X, y = model.validate(None, X, y)
+    X_test, y_test = model.validate(None, X_test, y_test, name="_test")
+    n = X.shape[0]
+    common = dict(n_classes=model.n_classes, bias=model.bias, l2=model.l2, tol=tol,
+                  max_iter=max_iter, dtype=X.dtype)
+    if theta is None:
+        theta = fit_logistic(X, y, **common).theta
+    theta = theta.detach().to(X.dtype)
+    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=int).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError(f"indices must lie in 0..{n - 1}")
+    with torch.no_grad():
+        base = float(model.loss(theta, X_test, y_test, "sum"))
+    out = np.empty(len(idx))
+    for j, i in enumerate(idx):
+        w = torch.ones(n, dtype=X.dtype, device=X.device)
+        w[i] = 0.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", NotStationaryWarning)
+            refit = fit_logistic(X, y, sample_weight=w, theta0=theta, **common)
+        with torch.no_grad():
+            out[j] = float(model.loss(refit.theta, X_test, y_test, "sum")) - base
+    return out
