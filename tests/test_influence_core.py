@@ -13,8 +13,8 @@ from influence_data import gaussian_classes
 from amlib.influence import (InverseHVP, LiSSADivergence, LogisticModel, NotStationaryWarning,
                              SingularHessianError, dense_hessian, fit_logistic, fit_logistic_sgd,
                              hvp, influence_values, inverse_hvp, leave_one_out_values,
-                             per_sample_grad_dot, per_sample_gradients, ranks, scale_model)
-from amlib.influence import test_gradient as gradient_of_test_set
+                             per_sample_grad_dot, per_sample_gradients, query_gradient, ranks,
+                             scale_theta)
 
 torch.set_num_threads(1)
 
@@ -112,15 +112,15 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="flat vector"):
         hvp(fit.model, fit.theta[:-1], X, fit.theta)
     with pytest.raises(ValueError, match="s must be a finite number > 0"):
-        scale_model(fit.theta, 0.0)
+        scale_theta(fit.theta, 0.0)
 
 
 def test_scaling_keeps_predictions(problem):
     model, theta, X, y, Xt, yt = problem
     for s in (0.01, 0.3, 5.0):
-        assert torch.equal(model.predict(scale_model(theta, s), Xt), model.predict(theta, Xt))
+        assert torch.equal(model.predict(scale_theta(theta, s), Xt), model.predict(theta, Xt))
     v1 = influence_values(model, theta, X, y, Xt, yt, method="exact").values
-    v2 = influence_values(model, scale_model(theta, 0.1), X, y, Xt, yt, method="exact",
+    v2 = influence_values(model, scale_theta(theta, 0.1), X, y, Xt, yt, method="exact",
                           check_stationary=False).values
     assert not torch.allclose(v1, v2)   # the scores do change
 
@@ -160,13 +160,13 @@ def test_per_sample_grad_dot_matches_autograd(problem):
     S = torch.randn(2, model.n_params, dtype=torch.float64)
     assert torch.allclose(per_sample_grad_dot(model, theta, X, y, S), G @ S.T, atol=1e-12)
     assert torch.allclose(per_sample_grad_dot(model, theta, X, y, S[0]), G @ S[0], atol=1e-12)
-    assert torch.allclose(gradient_of_test_set(model, theta, X, y), G.sum(0), atol=1e-12)
+    assert torch.allclose(query_gradient(model, theta, X, y), G.sum(0), atol=1e-12)
 
 
 # ----- inverse HVPs --------------------------------------------------------------------------
 def test_exact_cg_and_lissa_agree(problem):
     model, theta, X, y, Xt, yt = problem
-    G = gradient_of_test_set(model, theta, Xt, yt)
+    G = query_gradient(model, theta, Xt, yt)
     exact = inverse_hvp(model, theta, X, G, method="exact")
     Hdense = torch.autograd.functional.hessian(lambda t: model.objective(t, X, y), theta)
     assert torch.allclose(exact.solution, torch.linalg.solve(Hdense, G), rtol=1e-10, atol=1e-12)
@@ -189,7 +189,7 @@ def test_exact_cg_and_lissa_agree(problem):
 def test_cg_warm_start_and_batched_right_hand_sides(problem):
     model, theta, X, y, Xt, yt = problem
     solver = InverseHVP(model, theta, X, method="cg", tol=1e-12)
-    G = gradient_of_test_set(model, theta, Xt, yt)
+    G = query_gradient(model, theta, Xt, yt)
     cold = solver.solve(G)
     warm = solver.solve(G, x0=cold.solution)
     assert warm.iterations == 0 and warm.relative_residual < 1e-10
@@ -227,7 +227,7 @@ def test_solver_errors():
 
 def test_lissa_divergence_names_a_larger_scale(problem):
     model, theta, X, y, Xt, yt = problem
-    G = gradient_of_test_set(model, theta, Xt, yt)
+    G = query_gradient(model, theta, Xt, yt)
     with pytest.raises(LiSSADivergence, match=r"Try lissa_scale=\d") as err:
         inverse_hvp(model, theta, X, G, method="lissa", lissa_scale=0.05,
                     lissa_samples=120 * 200, lissa_batch=120)

@@ -28,9 +28,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .hvp import InverseHVP
+from .ihvp import InverseHVP
 from .models import LogisticModel
-from .scores import _grad_dot
+from .scores import values_and_ranks
 
 __all__ = ["AuditReport", "audit_influence_calculator", "honest_score_fn"]
 
@@ -139,12 +139,10 @@ def honest_score_fn(model: LogisticModel, theta: torch.Tensor, X, y, *, method: 
     X, y = model.validate(theta, X, y)
     theta = theta.detach()
     solver = InverseHVP(model, theta, X, method=method, damping=damping, **solver_opts)
-    R = model.residuals(theta, X, y)
 
     def score(Q: torch.Tensor) -> torch.Tensor:
         Q = torch.as_tensor(Q).to(device=X.device, dtype=X.dtype)
-        S = solver.solve(Q if Q.ndim == 2 else Q[None]).solution
-        S = S if S.ndim == 2 else S[None]
-        return _grad_dot(model, X, R, S).T       # (q, n)
+        Q = Q if Q.ndim == 2 else Q[None]
+        return values_and_ranks(model, theta, X, y, query_grad=Q, solver=solver).values.T  # (q, n)
 
     return score
