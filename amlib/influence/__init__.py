@@ -13,7 +13,8 @@ Reproduces "Influence-based attributions can be manipulated" (the influence pape
   loss-reweighing baseline (:mod:`.attacks`) and the scaling attack :func:`scale_theta`;
 - the auditor of App. A.0.1 (:mod:`.audit`), the impossibility construction of Theorem 1
   (:mod:`.impossibility`) and Li & Liu's influence-based fair reweighing (:mod:`.fairness`);
-- small helpers for the book's chapters (:mod:`.examples`).
+- the bytes a backward pass keeps (:mod:`.memory`) and the worked example and set-up of the
+  book's influence chapters (:mod:`.examples`, imported on its own).
 """
 from .audit import AuditReport, audit_influence_calculator, honest_score_fn
 from .fitting import FitResult, fit_logistic, fit_logistic_sgd
@@ -22,6 +23,7 @@ from .hessian import (HessianOperator, apply_hessian, dense_hessian, direction_l
 from .ihvp import METHODS, SOLVERS, InverseHVP, inverse_hvp
 from .impossibility import max_rank_search, one_hot_construction
 from .lissa import LiSSADivergence, LiSSASolver
+from .memory import SavedTensorBytes, saved_bytes
 from .models import (LogisticModel, NotStationaryWarning, as_features, as_labels,
                      scale_theta)
 from .preconditioners import (PRECONDITIONERS, FeatureGram, JacobiPreconditioner,
@@ -32,7 +34,8 @@ from .scores import (InfluenceResult, influence_values, leave_one_out_values,
 from .solvers import (CGSolver, ExactSolver, IHVPResult, InverseHVPSolver,
                       SingularHessianError, conjugate_gradient)
 from .surrogate import (OBJECTIVES, SurrogateGradient, attack_coefficients,
-                        backward_friendly_grad, naive_objective, project_to_ball,
+                        backward_friendly_grad, dense_objective_and_gradient,
+                        naive_objective, project_to_ball,
                         random_initialisation, surrogate_gradient, surrogate_objective,
                         value_objective)
 
@@ -64,6 +67,7 @@ __all__ = [
     "residuals_at",
     "OBJECTIVES", "attack_coefficients", "surrogate_objective", "surrogate_gradient",
     "backward_friendly_grad", "SurrogateGradient", "naive_objective", "value_objective",
+    "dense_objective_and_gradient", "SavedTensorBytes", "saved_bytes",
     "project_to_ball", "random_initialisation", "TargetedInfluenceAttack", "AttackResult",
     "run_targeted_attack", "loss_reweighing_baseline",
     "AuditReport", "audit_influence_calculator", "honest_score_fn",

@@ -40,7 +40,8 @@ from .solvers import IHVPResult, InverseHVPSolver
 
 __all__ = ["project_to_ball", "random_initialisation", "OBJECTIVES", "attack_coefficients",
            "surrogate_objective", "surrogate_gradient", "backward_friendly_grad",
-           "SurrogateGradient", "naive_objective", "value_objective", "check_targets"]
+           "SurrogateGradient", "naive_objective", "dense_objective_and_gradient",
+           "value_objective", "check_targets"]
 
 #: the ablation's objectives (Table 2): max target influence, min top-k, min all higher-ranked
 OBJECTIVES = ("max_target", "top_k", "higher_ranked")
@@ -291,3 +292,29 @@ def naive_objective(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_t
         p = r + (rr_new / rr) * p
         rr = rr_new
     return a @ x
+
+
+def dense_objective_and_gradient(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_test,
+                                 c: torch.Tensor, *, damping: float = 0.0
+                                 ) -> tuple[float, torch.Tensor]:
+    """cᵀv(θ) = a(θ)ᵀ(H(θ) + δI)⁻¹b(θ) and its gradient, with nothing from this library's engine.
+
+    H is autograd's dense Hessian of the training objective, a and b autograd's gradients of the
+    summed test loss and of Σ_i c_i ℓ_i, the solve dense, and the gradient autograd's through all
+    of it (second derivatives of the Hessian included). The independent reference for
+    :func:`surrogate_gradient` on small models (p up to a few hundred).
+    """
+    X, y = model.validate(theta, X, y)
+    X_test, y_test = model.validate(theta, X_test, y_test, name="_test")
+    c = torch.as_tensor(c, dtype=X.dtype, device=X.device).detach()
+    th = theta.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        H = torch.autograd.functional.hessian(lambda t: model.objective(t, X, y), th,
+                                              create_graph=True)
+        H = H + damping * torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+        (a,) = torch.autograd.grad(model.loss(th, X_test, y_test, "sum"), th, create_graph=True)
+        (b,) = torch.autograd.grad((c * model.loss(th, X, y, "none")).sum(), th,
+                                   create_graph=True)
+        value = a @ torch.linalg.solve(H, b)
+        (grad,) = torch.autograd.grad(value, th)
+    return float(value.detach()), grad
