@@ -40,9 +40,14 @@ class FitResult:
     history: list = field(default_factory=list)
 
 
-def _infer_classes(y: torch.Tensor, n_classes: int | None) -> int:
-    C = int(y.max()) + 1 if n_classes is None else int(n_classes)
-    return max(C, 2)
+def _data_and_model(X, y, n_classes: int | None, bias: bool, l2: float,
+                    dtype: torch.dtype | None):
+    """Checked features and labels, and the :class:`LogisticModel` they call for (C from the
+    labels unless ``n_classes`` is given; at least 2)."""
+    X = as_features(X, dtype=dtype)
+    y = as_labels(y, X.shape[0], n_classes, device=X.device)
+    C = max(int(y.max()) + 1 if n_classes is None else int(n_classes), 2)
+    return X, y, LogisticModel(X.shape[1], C, bias=bias, l2=float(l2))
 
 
 def _dense_newton_step(model, theta, X, y, w, grad):
@@ -73,10 +78,7 @@ def fit_logistic(X, y, *, n_classes: int | None = None, bias: bool = True, l2: f
     a zero weight). Warns with :class:`NotStationaryWarning` when ``max_iter`` ends above ``tol``
     (``warn=False`` silences it; ``FitResult.converged`` still says so).
     """
-    X = as_features(X, dtype=dtype)
-    y = as_labels(y, X.shape[0], n_classes, device=X.device)
-    C = _infer_classes(y, n_classes)
-    model = LogisticModel(X.shape[1], C, bias=bias, l2=float(l2))
+    X, y, model = _data_and_model(X, y, n_classes, bias, l2, dtype)
     w = None
     if sample_weight is not None:
         w = (sample_weight.detach() if isinstance(sample_weight, torch.Tensor)
@@ -189,10 +191,7 @@ def fit_logistic_sgd(X, y, *, n_classes: int | None = None, bias: bool = True, l
     loss. The result is generally *not* stationary; ``grad_norm`` says how far (``warn=True``
     also emits :class:`NotStationaryWarning`).
     """
-    X = as_features(X, dtype=dtype)
-    y = as_labels(y, X.shape[0], n_classes, device=X.device)
-    C = _infer_classes(y, n_classes)
-    model = LogisticModel(X.shape[1], C, bias=bias, l2=float(l2))
+    X, y, model = _data_and_model(X, y, n_classes, bias, l2, dtype)
     if lr <= 0 or epochs < 1 or batch_size < 1:
         raise ValueError("lr must be > 0, epochs >= 1 and batch_size >= 1")
     start = time.perf_counter()
