@@ -4,7 +4,8 @@ Reproduces "Influence-based attributions can be manipulated" (the influence pape
 
 - the victim model (:mod:`.models`) and its fitting (:mod:`.fitting`);
 - the matrix-free Hessian (:mod:`.hessian`), inverse-HVP solvers behind one interface
-  (:mod:`.solvers`: exact and CG; :mod:`.lissa`; picked by name with :func:`InverseHVP`,
+  (:mod:`.solvers`: exact and CG; :mod:`.lissa`; :mod:`.refinement`: CG to a requested
+  accuracy in float32 with float64 residuals; picked by name with :func:`InverseHVP`,
   :mod:`.ihvp`) and their preconditioners (:mod:`.preconditioners`);
 - influence values and ranks at θ with one sign convention — value = G_queryᵀ H⁻¹ g_i, higher =
   more valuable, rank 0 = the top — computed in one place, :func:`values_and_ranks`
@@ -28,6 +29,7 @@ from .models import (LogisticModel, NotStationaryWarning, as_features, as_labels
                      scale_theta)
 from .preconditioners import (PRECONDITIONERS, FeatureGram, JacobiPreconditioner,
                               KFACPreconditioner)
+from .refinement import RefinedCGSolver
 from .scores import (InfluenceResult, influence_values, leave_one_out_values,
                      per_sample_grad_dot, per_sample_gradients, query_gradient, ranks,
                      residuals_at, stationarity, values_and_ranks)
@@ -58,7 +60,8 @@ __all__ = [
     "scale_theta", "as_features", "as_labels",
     "HessianOperator", "hvp", "dense_hessian", "null_space_shift", "apply_hessian",
     "direction_logits",
-    "InverseHVPSolver", "ExactSolver", "CGSolver", "LiSSASolver", "conjugate_gradient",
+    "InverseHVPSolver", "ExactSolver", "CGSolver", "LiSSASolver", "RefinedCGSolver",
+    "conjugate_gradient",
     "InverseHVP", "inverse_hvp", "IHVPResult", "LiSSADivergence", "SingularHessianError",
     "METHODS", "SOLVERS", "PRECONDITIONERS", "FeatureGram", "KFACPreconditioner",
     "JacobiPreconditioner",

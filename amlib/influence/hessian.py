@@ -144,21 +144,6 @@ class HessianOperator:
                 cols[j] = fresh[:, i]
         return torch.stack(cols, dim=1)
 
-    def logits_at(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        """The logits of (θ, X): :attr:`logits` when :meth:`cached_at` (no pass over X), else
-        computed."""
-        if self.cached_at(theta, X):
-            return self.logits
-        with torch.no_grad():
-            return self.model.logits(theta.detach(), X)
-
-    def residuals_at(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor
-                     ) -> torch.Tensor:
-        """(n, K) residuals P − Y at θ; P is :attr:`P` when :meth:`cached_at`, else computed."""
-        if self.cached_at(theta, X):
-            return self.P - self.model.targets(y, X.dtype)
-        return self.model.residuals(theta, X, y)
-
     @property
     def n_params(self) -> int:
         return self.model.n_params

@@ -13,6 +13,7 @@ import torch
 from .lissa import LiSSASolver
 from .models import LogisticModel
 from .preconditioners import FeatureGram, normalise_precondition
+from .refinement import RefinedCGSolver
 from .solvers import CGSolver, ExactSolver, IHVPResult, InverseHVPSolver
 
 __all__ = ["METHODS", "SOLVERS", "InverseHVP", "inverse_hvp"]
@@ -28,7 +29,7 @@ def InverseHVP(model: LogisticModel, theta: torch.Tensor, X: torch.Tensor, *,  #
                gram: FeatureGram | None = None,
                lissa_scale: float = 25.0, lissa_damping: float = 0.01,
                lissa_samples: int = 1_000_000, lissa_batch: int = 1024, seed: int = 0,
-               max_exact_params: int = 20_000,
+               max_exact_params: int = 20_000, rtol: float | None = None,
                sample_weight: torch.Tensor | None = None) -> InverseHVPSolver:
     """The solver of (H(θ) + (l2 + δ)·I)⁻¹ v at a fixed θ named by ``method``.
 
@@ -38,11 +39,21 @@ def InverseHVP(model: LogisticModel, theta: torch.Tensor, X: torch.Tensor, *,  #
     ``lissa_damping`` (scaled units: adds lissa_damping·lissa_scale to δ), ``lissa_samples``,
     ``lissa_batch`` and ``seed`` for LiSSA; ``max_exact_params`` bounds exact. Options of the
     other methods are accepted and ignored (``precondition`` is still checked).
+
+    ``rtol`` (CG only): instead of a fixed ``tol``, solve until the solution's relative error is
+    provably at most ``rtol`` — :class:`~amlib.influence.refinement.RefinedCGSolver`, float32
+    iterations refined with float64 residuals (needs l2 + damping > 0).
     """
     if method not in SOLVERS:
         raise ValueError(f"unknown inverse-HVP method {method!r}; use one of {METHODS}")
     precondition = normalise_precondition(precondition)
     common = dict(damping=damping, sample_weight=sample_weight)
+    if rtol is not None:
+        if method != "cg" or tol is not None:
+            raise ValueError("rtol chooses CG's tolerance itself: use it with method='cg' and "
+                             "without tol")
+        return RefinedCGSolver(model, theta, X, rtol=rtol, precondition=precondition, gram=gram,
+                               max_iter=max_iter, **common)
     if method == "exact":
         return ExactSolver(model, theta, X, max_exact_params=max_exact_params, **common)
     if method == "cg":

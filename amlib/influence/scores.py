@@ -171,7 +171,11 @@ def influence_values(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_
     typical per-sample gradient exceeds ``stationary_rtol`` (influence functions assume θ = θ*);
     the attacks, which evaluate influence at manipulated θ on purpose, turn the check off.
     ``method`` ``"exact"``, ``"cg"`` or ``"lissa"`` and ``solver_opts`` go to
-    :func:`~amlib.influence.ihvp.InverseHVP`; ``x0`` warm-starts CG.
+    :func:`~amlib.influence.ihvp.InverseHVP`; ``x0`` warm-starts CG. ``rtol=...`` (with CG,
+    l2 + damping > 0) asks for a solution within that relative error instead of a fixed ``tol``:
+    the solver picks float32 iterations with float64 residuals and its own tolerances, and
+    ``ihvp_info.extra["error_bound"]`` reports the proven bound
+    (:class:`~amlib.influence.refinement.RefinedCGSolver`).
     """
     X, y = model.validate(theta, X, y)
     X_test, y_test = model.validate(theta, X_test, y_test, name="_test")

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .hessian import HessianOperator, as_batch, dense_hessian, null_space_shift
+from .hessian import (HessianOperator, as_batch, dense_hessian, direction_logits,
+                      null_space_shift)
 from .models import LogisticModel
 from .preconditioners import FeatureGram, make_preconditioner, normalise_precondition
 
@@ -78,6 +79,7 @@ class InverseHVPSolver:
                                         sample_weight=sample_weight)
         self.damping = float(damping)
         self.dtype = X.dtype
+        self.features = X   # the caller's training features (the operator may hold a copy)
         self.info: IHVPResult | None = None
 
     # ----- what every solver shares ------------------------------------------------------
@@ -122,21 +124,28 @@ class InverseHVPSolver:
     # ----- the operator's cache at θ, for the callers at the same θ ----------------------
     def cached_at(self, theta: torch.Tensor, X: torch.Tensor) -> bool:
         """Whether this solver was built at θ on this very feature tensor X."""
-        return self.operator.cached_at(theta, X)
+        return X is self.features and self.operator.cached_at(theta, self.operator.X)
 
     def residuals_at(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor
                      ) -> torch.Tensor:
         """(n, K) residuals P − Y at θ, from the operator's probabilities when it is at (θ, X)."""
-        return self.operator.residuals_at(theta, X, y)
+        if self.cached_at(theta, X):
+            return self.operator.P - self.model.targets(y, self.operator.X.dtype)
+        return self.model.residuals(theta, X, y)
 
     def logits_at(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         """The logits at (θ, X), from the operator's pass over X when it is at (θ, X)."""
-        return self.operator.logits_at(theta, X)
+        if self.cached_at(theta, X):
+            return self.operator.logits
+        with torch.no_grad():
+            return self.model.logits(theta.detach(), X)
 
     def direction_logits(self, V: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         """:func:`~amlib.influence.hessian.direction_logits` of V on X, reusing those the
         residual checks kept when X is the solver's own feature tensor."""
-        return self.operator.cached_direction_logits(V, X)
+        if X is self.features:
+            return self.operator.cached_direction_logits(V)
+        return direction_logits(self.model, X, V)
 
 
 class ExactSolver(InverseHVPSolver):
