@@ -9,14 +9,15 @@ from amlib.influence import (LogisticModel, dense_hessian, fit_logistic, influen
 torch.set_num_threads(1)
 
 
-def conditioned_problem(kappa: float, C: int, n: int = 400, d: int = 20, seed: int = 0):
+def conditioned_problem(kappa: float, C: int, n: int = 400, d: int = 20, seed: int = 0,
+                        depth: float = 3.0):
     """A fitted logistic regression whose Hessian H + l2·I has condition number ≈ kappa.
 
-    Features with scales from 1 to 1e-3 make the data Hessian nearly singular; l2 = λ_max/kappa
+    Features with scales from 1 to 10^-depth make the data Hessian nearly singular; l2 = λ_max/kappa
     then sets the condition number. Returns the model, θ*, the data and the measured condition
     number (dense eigenvalues)."""
     g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n + 100, d, generator=g, dtype=torch.float64) * torch.logspace(0, -3, d,
+    X = torch.randn(n + 100, d, generator=g, dtype=torch.float64) * torch.logspace(0, -depth, d,
                                                                                  dtype=torch.float64)
     W = torch.randn(C, d, generator=g, dtype=torch.float64)
     logits = X @ W.T
@@ -91,3 +92,17 @@ def test_rtol_needs_a_positive_shift_and_cg():
     with pytest.raises(ValueError, match="rtol must lie"):
         influence_values(LogisticModel(3, 3, l2=0.1), fit.theta, X, y, X, y, rtol=2.0,
                          check_stationary=False)
+
+
+def test_float64_rounds_take_over_where_float32_stalls():
+    """At condition number ~1e12 float32 cannot resolve the system (κ·6e-8 ≫ 1): the refinement
+    switches its inner solves to float64 and still meets rtol (the exact reference itself is
+    only accurate to about κ·1e-16 ≈ 1e-4 in the worst case, so rtol is 1e-6 here)."""
+    model, theta, X, y, Xt, yt, measured = conditioned_problem(1e12, 2, d=40, depth=9)
+    assert measured > 1e11
+    exact = influence_values(model, theta, X, y, Xt, yt, method="exact")
+    result = influence_values(model, theta, X, y, Xt, yt, rtol=1e-6)
+    extra = result.ihvp_info.extra
+    assert extra["precision"] == "float64" and extra["converged"]
+    assert relative_error(result.s_test, exact.s_test) <= 1e-6
+    assert relative_error(result.values, exact.values) <= 1e-6
