@@ -184,6 +184,15 @@ class TargetedInfluenceAttack(pl.LightningModule):
                       "ranks": target_ranks, "t0": t0}
         return record
 
+    @property
+    def target_ranks(self) -> list[int]:
+        """The targets' ranks at the last evaluated θ."""
+        return list(self._last["ranks"])
+
+    def forget_warm_start(self) -> None:
+        """Start the next solve cold (after evaluating a θ that is not on the attack's path)."""
+        self._s_a = None
+
     # ----- one step of Alg. 3 -------------------------------------------------------------
     def attack_step(self, optimizer, scheduler=None) -> dict:
         """Rank at the current θ, then (unless every target is already in the top-k and
@@ -287,7 +296,7 @@ class AttackResult:
         self.theta = module.theta.detach().clone()
         self.targets = module.targets
         self.k = module.k
-        self.final_ranks = list(module._last["ranks"])
+        self.final_ranks = module.target_ranks
         self.final_rank = self.final_ranks[0] if module.single else self.final_ranks
         self.success_rate = last["success_rate"]
         self.success = self.success_rate == 1.0
@@ -345,11 +354,11 @@ def run_targeted_attack(model: LogisticModel, theta_star: torch.Tensor, X, y, X_
                                          theta_init=init, **common)
         if initial is None:
             module.evaluate(theta_star.detach())
-            initial = list(module._last["ranks"])
-            module._s_a = None
+            initial = module.target_ranks
+            module.forget_warm_start()
         module.fit(seed=seed + i)
         last = module.history[-1]
-        mean_rank = float(np.mean(module._last["ranks"]))
+        mean_rank = float(np.mean(module.target_ranks))
         rows.append({"init": i, "start": "honest" if (honest_init and i == 0) else "random",
                      "success_rate": last["success_rate"], "rank": last["rank"],
                      "mean_rank": mean_rank, "accuracy": last["accuracy"],
