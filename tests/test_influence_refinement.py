@@ -86,6 +86,12 @@ def test_rtol_needs_a_positive_shift_and_cg():
         influence_values(fit.model, fit.theta, X, y, X, y, rtol=1e-6)
     ok = influence_values(fit.model, fit.theta, X, y, X, y, rtol=1e-6, damping=1e-3)
     assert ok.ihvp_info.extra["converged"]
+    # a zero right-hand side beside a real one: solved exactly, with a zero bound
+    solver = ok.solver
+    zero = solver.solve(torch.stack([torch.zeros(fit.model.n_params, dtype=torch.float64),
+                                     ok.test_grad]))
+    assert torch.equal(zero.solution[0], torch.zeros(fit.model.n_params, dtype=torch.float64))
+    assert zero.extra["converged"] and zero.extra["error_bound"] <= 1e-6
     with pytest.raises(ValueError, match="method='cg'"):
         influence_values(fit.model, fit.theta, X, y, X, y, rtol=1e-6, damping=1e-3,
                          method="exact")

@@ -74,13 +74,15 @@ class RefinedCGSolver(InverseHVPSolver):
                                      sample_weight=None if sample_weight is None
                                      else sample_weight.float())
         self.inner_preconditioner = make_preconditioner(precondition, self.inner, gram)
+        self._preconditioner64 = None   # for float64 rounds, built on first use
         self.features = X   # as the caller stores them: the values are computed on this tensor
 
     def _bound(self, S: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
         """Per right-hand side, the relative-error bound E/(‖s‖ − E), E = ‖r‖/shift."""
         E = R.norm(dim=1) / self.operator.shift
         room = S.norm(dim=1) - E
-        return torch.where(room > 0, E / room.clamp_min(1e-300), torch.full_like(E, math.inf))
+        bound = torch.where(room > 0, E / room.clamp_min(1e-300), torch.full_like(E, math.inf))
+        return torch.where(E == 0, torch.zeros_like(E), bound)   # r = 0: s is exact
 
     def _solve(self, V, x0):
         op, shift = self.operator, self.operator.shift
@@ -98,11 +100,13 @@ class RefinedCGSolver(InverseHVPSolver):
                                self.rtol * rnorm)
             ratio = float((need / rnorm.clamp_min(1e-300)).min())
             if precision == "float32":
+                # solve for the unit-norm residuals (no float32 underflow), scale back in float64
+                unit = torch.where(rnorm > 0, rnorm, torch.ones_like(rnorm))[:, None]
                 tol = min(max(0.5 * ratio, FLOAT32_TOL), 0.1)
-                D, info = conjugate_gradient(self.inner.matvec, R.float(), tol=tol,
+                D, info = conjugate_gradient(self.inner.matvec, (R / unit).float(), tol=tol,
                                              max_iter=self.max_iter,
                                              precond_fn=self.inner_preconditioner)
-                D = D.double()
+                D = D.double() * unit
             else:
                 D, info = conjugate_gradient(op.matvec, R, tol=max(0.5 * ratio, 1e-15),
                                              max_iter=self.max_iter,
@@ -121,7 +125,7 @@ class RefinedCGSolver(InverseHVPSolver):
 
     def float64_preconditioner(self):
         """The preconditioner for float64 rounds (built on first use)."""
-        if not hasattr(self, "_preconditioner64"):
+        if self._preconditioner64 is None and self.precondition is not None:
             self._preconditioner64 = make_preconditioner(self.precondition, self.operator)
         return self._preconditioner64
 
