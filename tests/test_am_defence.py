@@ -45,15 +45,12 @@ def test_small_trial_records_every_share(small_trial):
 
 def test_share_zero_is_the_plain_mean_imputation_fit(small_trial, mirror):
     """With nothing discarded the defence is the undefended modeler of the p-value experiment."""
-    from amlib.data import load
-    from amlib.experiments.am_pvalues import _train
     from amlib.am.modelers import fit_modeler
+    from amlib.experiments.am_datasets import train_on_split
 
     params, result = small_trial
-    data = load(params["dataset"], seed=params["seed"])
-    frame = data.part("train")[data.features + [data.target]].reset_index(drop=True)
-    attack, _ = _train(frame, params)
-    masked = attack.sample_masks(1, seed=params["seed"] + 1)[0]
+    data, _, run = train_on_split(params)
+    masked = run.blamm.sample_masks(1, seed=params["seed"] + 1)[0]
     fit = fit_modeler(masked, "mean", params["family"], response=data.target)
     first = pd.DataFrame(result["rows"]).query("mask == 0 and share == 0.0").iloc[0]
     assert first["pvalue"] == pytest.approx(float(fit.pvalues[params["target"]]), rel=1e-6)
