@@ -96,3 +96,25 @@ def test_diagnostics_keep_ca_housing_cca_below_threshold(record):
 
 def test_every_dataset_has_feature_tables(record):
     assert set(record["results"]["features"]) == set(AM_TARGETS)
+
+
+def test_chapter_tables_line_up_with_the_record(record):
+    """The chapter's side-by-side tables: one row per (modeler, attack) pair run, one column per
+    (data set, mechanism, side); the coefficient table's θp is the Table 3 fit of the same split."""
+    from amlib.experiments.am_tables import (coefficient_table, l1_cells, pvalue_text,
+                                             side_by_side)
+
+    assert [pvalue_text(p) for p in (0.0, 0.5, 0.01, 2e-5)] == ["0", "0.500 ✓", "0.010", "2e-05"]
+    summary = pd.DataFrame(record["results"]["summary"])
+    cells = compare_cells(summary)
+    wide = side_by_side(cells, "pvalue_paper", "pvalue_ours", pvalue_text)
+    assert wide.shape == (len(cells[["modeler", "attack"]].drop_duplicates()),
+                          2 * len(cells[["dataset", "mechanism"]].drop_duplicates()))
+    l1 = l1_cells(summary)
+    assert (l1.loc[l1["normalised"], "ratio"]
+            == l1.loc[l1["normalised"], "l1_normalised"] / l1.loc[l1["normalised"], "value"]).all()
+    table = coefficient_table(record, "diabetes", "cca", "cca")
+    table3 = pd.DataFrame(read_results("am-table3")["results"]).query("seed == 0")
+    assert table.loc["sex", "θp"] == pytest.approx(
+        table3.set_index("dataset").loc["diabetes", "coef"], rel=1e-10)
+    assert table.loc["sex", "θα"] == 0.0
