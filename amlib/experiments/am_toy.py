@@ -15,10 +15,14 @@ import pandas as pd
 from . import register
 from .trials import run_trials
 
-__all__ = ["PROFILES", "toy_data", "toy_accuracy", "run_trial", "run"]
+__all__ = ["PROFILES", "TRUE_COEF", "PAPER_FIGURE2", "toy_data", "toy_accuracy", "run_trial",
+           "run"]
 
 #: the toy's true logit: 0.8·x + 2.5·y (the boundary is already close to horizontal)
 TRUE_COEF = {"x": 0.8, "y": 2.5}
+#: what the paper reports for its Figure 2 run: share of x hidden (%), the mean p-value of x
+#: after the attack, and the change in accuracy (points)
+PAPER_FIGURE2 = {"hidden_percent": 8.4, "pvalue": 0.688, "accuracy_change_points": -0.4}
 PROFILES = {
     "paper": {"seeds": [0, 1, 2, 3, 4], "rows": 400, "test_rows": 20_000, "masks": 20,
               "epochs": 300, "lam_upper": 0.1, "lr": 0.01, "n_jobs": 2},
