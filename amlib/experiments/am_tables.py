@@ -80,7 +80,7 @@ def l1_cells(summary: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.Dat
 
 
 def audit_cells(summary: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Table 9 merged with ``summary``: texts to three decimals and ``gap`` = |ours − paper|."""
+    """Table 9 merged with ``summary``: texts to three decimals and ``gap`` = ``|ours − paper|``."""
     paper = paper_values() if paper is None else paper
     audit = paper[paper["table"] == "AM-9"].merge(summary, on=CELL_KEYS)
     fmt3 = "{:.3f}".format

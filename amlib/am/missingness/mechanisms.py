@@ -1,14 +1,14 @@
 """Missingness mechanisms p(R | X) restricted to a masked feature set M (AM paper, App. C.4).
 
-Patterns
---------
+.. rubric:: Patterns
+
 Only the masked features ``M`` (``m = |M|`` columns) can go missing, so a row's pattern is a
 binary vector ``r_M`` in ``{0,1}^m`` (1 = observed), indexed by the binary-to-decimal map γ with
 the first masked feature as the most significant bit: γ((1,0,1)) = 5.  Index ``2^m − 1`` is the
 fully observed pattern, index 0 hides every masked feature.  :func:`pattern_matrix` lists them.
 
-Mechanisms (``torch.nn.Module``; ``forward(Z) -> (N, 2^m)`` probabilities, rows sum to one)
-------------------------------------------------------------------------------------------
+.. rubric:: Mechanisms (``torch.nn.Module``; ``forward(Z) -> (N, 2^m)`` probabilities, rows sum to one)
+
 - :class:`NeuralMechanism` — softmax over the logits of a one-hidden-layer network (100 units by
   default) fed the standardised features and response (App. C.4 "Neural Networks", App. D.1).
 - :class:`PerSampleMechanism` — one logit vector φ⁽ⁱ⁾ per row, initialised at zero (App. C.4).
@@ -19,8 +19,8 @@ Mechanisms (``torch.nn.Module``; ``forward(Z) -> (N, 2^m)`` probabilities, rows 
   probability ``sigmoid(c_j + β_jᵀ z)``, ``c_j`` chosen by bisection to hit a missingness rate
   (:func:`offset_for_rate`, which also calibrates any logistic mechanism of your own).
 
-Summaries and sampling
-----------------------
+.. rubric:: Summaries and sampling
+
 - :func:`observed_marginals` — ``P(R_j = 1 | x_i)`` per row and masked feature (eq. 11's inner sum).
 - :func:`expected_missing_fraction` — Ω of Section 4: expected share of the ``d`` features hidden.
 - :func:`masked_missing_rate` — expected share of the masked entries hidden (the paper's Table 5).
