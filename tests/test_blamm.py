@@ -39,7 +39,7 @@ def test_seeded_and_per_sample_partial_access():
     assert len(masks) == 3 and all(m["x"].isna().sum() <= 60 for m in masks)
     assert not any(m.loc[~runs[0].accessible, "x"].isna().any() for m in masks)
     assert runs[0].missing_rate("effective") == pytest.approx(
-        0.5 * runs[0].missing_rate("learned"))
+        0.5 * runs[0].missing_rate("blamm"))
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,11 @@ from .missingness.proxies import PROXIES, build_design
 __all__ = ["BLAMM"]
 
 
+def _mechanism_name(mechanism: str) -> str:
+    # "learned" was the learned mechanism's name before "blamm"; code written then still runs
+    return "blamm" if mechanism == "learned" else mechanism
+
+
 class BLAMM(pl.LightningModule):
     """Learn an adversarial missingness mechanism by bi-level optimisation (Algorithm 2).
 
@@ -305,18 +310,20 @@ class BLAMM(pl.LightningModule):
         """Per-epoch loss, g, Ω, missing rate and IRLS iterations."""
         return pd.DataFrame(self.history)
 
-    def pattern_probs(self, mechanism: str = "learned") -> torch.Tensor:
-        """``(N, 2^|M|)`` pattern probabilities: ``"learned"`` (the adversary's p', used on the rows
-        it controls), ``"effective"`` (eq. 24's mixture over all rows) or ``"mcar"``."""
+    def pattern_probs(self, mechanism: str = "blamm") -> torch.Tensor:
+        """``(N, 2^|M|)`` pattern probabilities: ``"blamm"`` (the learned adversarial mechanism
+        p', used on the rows the adversary controls), ``"effective"`` (eq. 24's mixture over all
+        rows) or ``"mcar"`` (the same-rate MCAR baseline)."""
+        mechanism = _mechanism_name(mechanism)
         with torch.no_grad():
-            if mechanism == "learned":
+            if mechanism == "blamm":
                 return self.adversary(self.Z)
             effective = self.mechanism(self.Z)
             if mechanism == "effective":
                 return effective
             if mechanism == "mcar":
                 return mcar_matched(effective)(self.Z)
-        raise ValueError(f"unknown mechanism {mechanism!r}; use 'learned', 'effective' or 'mcar'")
+        raise ValueError(f"unknown mechanism {mechanism!r}; use 'blamm', 'effective' or 'mcar'")
 
     def missing_rate(self, mechanism: str = "effective") -> float:
         """Expected share of masked entries hidden (the paper's Table 5 quantity)."""
@@ -330,13 +337,14 @@ class BLAMM(pl.LightningModule):
         """App. D.3's logistic MNAR mechanism with the learned mechanism's missing rate."""
         return LogisticMNAR(self.Z, len(self.masked), self.missing_rate(), seed=seed)
 
-    def sample_patterns(self, n: int, seed: int = 0, mechanism: str = "learned") -> np.ndarray:
-        """(n, N) pattern indices.  ``"learned"`` masks only the rows the adversary controls
-        (all rows when access = 1) with p'; ``"mcar"`` uses the matched MCAR baseline and
-        ``"mnar"`` the logistic MNAR baseline, both over all rows."""
-        if mechanism == "learned":
-            patterns = sample_patterns(self.pattern_probs("learned"), n, seed)
-            full = self.pattern_probs("learned").shape[1] - 1
+    def sample_patterns(self, n: int, seed: int = 0, mechanism: str = "blamm") -> np.ndarray:
+        """``(n, N)`` pattern indices.  ``"blamm"`` masks only the rows the adversary controls
+        (all rows when access = 1) with the learned p'; ``"mcar"`` uses the matched MCAR
+        baseline and ``"mnar"`` the logistic MNAR baseline, both over all rows."""
+        mechanism = _mechanism_name(mechanism)
+        if mechanism == "blamm":
+            patterns = sample_patterns(self.pattern_probs("blamm"), n, seed)
+            full = self.pattern_probs("blamm").shape[1] - 1
             patterns[:, ~self.accessible] = full
             return patterns
         if mechanism == "mcar":
@@ -344,9 +352,9 @@ class BLAMM(pl.LightningModule):
         if mechanism == "mnar":
             with torch.no_grad():
                 return sample_patterns(self.mnar_baseline(seed)(self.Z), n, seed)
-        raise ValueError(f"unknown mechanism {mechanism!r}; use 'learned', 'mcar' or 'mnar'")
+        raise ValueError(f"unknown mechanism {mechanism!r}; use 'blamm', 'mcar' or 'mnar'")
 
-    def sample_masks(self, n: int, seed: int = 0, mechanism: str = "learned") -> list[pd.DataFrame]:
+    def sample_masks(self, n: int, seed: int = 0, mechanism: str = "blamm") -> list[pd.DataFrame]:
         """``n`` copies of the data with the sampled entries of ``masked`` set to NaN."""
         table = self.frame[self.features + [self.response]]
         return [apply_patterns(table, self.masked, p)

@@ -50,12 +50,12 @@ def run_trial(params: dict) -> dict:
     _, frame, run = train_on_split(params)
     attack = run.blamm
     rows = []
-    for mechanism in ("learned", "mcar"):
+    for mechanism in ("blamm", "mcar"):
         masks = attack.sample_masks(params["masks"], seed=params["seed"] + 1, mechanism=mechanism)
         for index, masked in enumerate(masks):
             little = little_mcar_test(masked)
             logistic = missingness_predictability_test(masked, params["target"])
-            rows.append({"mechanism": "BLAMM" if mechanism == "learned" else "MCAR",
+            rows.append({"mechanism": mechanism.upper(),
                          "mask": index, "hidden_share": float(masked[params["target"]].isna().mean()),
                          "little_statistic": little.statistic, "little_df": little.df,
                          "little_pvalue": little.pvalue, "lr_statistic": logistic.statistic,

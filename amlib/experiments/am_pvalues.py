@@ -118,7 +118,7 @@ def run_trial(params: dict) -> dict:
     train_time = time.perf_counter() - start
     X_audit, y_audit = data.X("audit"), data.y("audit")
     rows = []
-    for mechanism in ("learned", "mcar"):
+    for mechanism in ("blamm", "mcar"):
         masks = attack.sample_masks(params["masks"], seed=params["seed"] + 1, mechanism=mechanism)
         for mask_index, masked in enumerate(masks):
             hidden = float(masked[params["target"]].isna().mean())
@@ -128,7 +128,7 @@ def run_trial(params: dict) -> dict:
                 theta_hat = fit.params.reindex(theta_alpha.index)
                 l1 = float(np.abs(theta_hat - theta_alpha).drop("const").sum())
                 rows.append({
-                    "mechanism": "BLAMM" if mechanism == "learned" else "MCAR",
+                    "mechanism": mechanism.upper(),
                     "mask": mask_index, "modeler": modeler, "hidden_share": hidden,
                     "coef": float(fit.params[params["target"]]),
                     "pvalue": float(fit.pvalues[params["target"]]),

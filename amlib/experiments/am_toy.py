@@ -64,8 +64,7 @@ def run_trial(params: dict) -> dict:
     out = {"seed": seed, "missing_rate": float(attack.missing_rate()),
            "clean_pvalue": float(clean.pvalues["x"]), "clean_accuracy": clean_acc}
     for mechanism in ("blamm", "mcar"):
-        frames = attack.sample_masks(params["masks"], seed=seed + 1,
-                                     mechanism="learned" if mechanism == "blamm" else "mcar")
+        frames = attack.sample_masks(params["masks"], seed=seed + 1, mechanism=mechanism)
         fits = [fit_modeler(f, "mean", "bernoulli", response="label") for f in frames]
         out[f"{mechanism}_pvalue"] = float(np.mean([r.pvalues["x"] for r in fits]))
         out[f"{mechanism}_coef"] = float(np.mean([r.params["x"] for r in fits]))
