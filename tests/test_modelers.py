@@ -8,14 +8,15 @@ from amlib.am import modelers
 from amlib.am.modelers import fit_modeler, r_available, remediate
 
 
-def _frame(n=200, seed=0):
+def _frame(n=200, seed=0, rate=0.25):
+    """y = 1 + 2a − b + ε with b correlated with a, and a hidden completely at random."""
     rng = np.random.default_rng(seed)
     a = rng.normal(size=n)
     b = 0.7 * a + rng.normal(size=n)
     y = 1.0 + 2.0 * a - b + rng.normal(size=n)
     frame = pd.DataFrame({"a": a, "b": b, "y": y})
     holes = frame.copy()
-    holes.loc[rng.random(n) < 0.25, "a"] = np.nan
+    holes.loc[rng.random(n) < rate, "a"] = np.nan
     return frame, holes
 
 
@@ -75,14 +76,7 @@ def test_mice_recovers_the_true_coefficients(backend, monkeypatch):
     part of a's effect), a yardstick that shows the check can fail."""
     if backend == "statsmodels":
         monkeypatch.setattr(modelers, "r_available", lambda: False)
-    n = 4000
-    rng = np.random.default_rng(5)
-    a = rng.normal(size=n)
-    b = 0.7 * a + rng.normal(size=n)
-    y = 1.0 + 2.0 * a - b + rng.normal(size=n)
-    frame = pd.DataFrame({"a": a, "b": b, "y": y})
-    holes = frame.copy()
-    holes.loc[rng.random(n) < 0.3, "a"] = np.nan
+    frame, holes = _frame(n=4000, seed=5, rate=0.3)
     truth = pd.Series({"const": 1.0, "a": 2.0, "b": -1.0})
     complete = sm.OLS(frame["y"], sm.add_constant(frame[["a", "b"]])).fit()
     mice = fit_modeler(holes, "mice", "gaussian", response="y", seed=3)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import register
 from .am_datasets import attack_trial, audit_score, fit_glm, train_on_split
-from .trials import run_trials
+from .trials import run_profile
 
 __all__ = ["DEFENCES", "PROFILES", "trial_grid", "run_trial", "summarise", "run"]
 
@@ -141,10 +141,8 @@ def summarise(trials: list[dict], results: list[dict]) -> pd.DataFrame:
 
 @register("am-defence")
 def run(profile: str) -> dict:
-    config = PROFILES[profile]
-    trials = trial_grid(config)
-    results = run_trials(run_trial, trials, experiment=f"am-defence-{profile}",
-                         n_jobs=config["n_jobs"])
+    config, trials, results = run_profile(run_trial, trial_grid, PROFILES, profile,
+                                          experiment="am-defence")
     return {"seed": config["seed"], "config": {**config, "trials": trials},
             "results": {"summary": summarise(trials, results).to_dict(orient="records"),
                         "trials": [{"params": p, **{k: r[k] for k in (

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import register
 from .am_datasets import AM_TARGETS, attack_trial, train_on_split
-from .trials import run_trials
+from .trials import run_profile
 
 __all__ = ["PROFILES", "ALPHA", "trial_grid", "run_trial", "summarise", "run"]
 
@@ -80,10 +80,8 @@ def summarise(trials: list[dict], results: list[dict]) -> pd.DataFrame:
 
 @register("am-detection")
 def run(profile: str) -> dict:
-    config = PROFILES[profile]
-    trials = trial_grid(config)
-    results = run_trials(run_trial, trials, experiment=f"am-detection-{profile}",
-                         n_jobs=config["n_jobs"])
+    config, trials, results = run_profile(run_trial, trial_grid, PROFILES, profile,
+                                          experiment="am-detection")
     masks = [dict(row, dataset=p["dataset"], attack=p["attack"])
              for p, r in zip(trials, results) for row in r["masks"]]
     return {"seed": config["seed"], "config": {**config, "alpha": ALPHA, "trials": trials},

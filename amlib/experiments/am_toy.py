@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from . import register
-from .trials import run_trials
+from .trials import run_profile
 
-__all__ = ["PROFILES", "TRUE_COEF", "PAPER_FIGURE2", "toy_data", "toy_accuracy", "run_trial",
-           "run"]
+__all__ = ["PROFILES", "TRUE_COEF", "PAPER_FIGURE2", "toy_data", "toy_accuracy", "trial_grid",
+           "run_trial", "run"]
 
 #: the toy's true logit: 0.8·x + 2.5·y (the boundary is already close to horizontal)
 TRUE_COEF = {"x": 0.8, "y": 2.5}
@@ -73,11 +73,13 @@ def run_trial(params: dict) -> dict:
     return out
 
 
+def trial_grid(profile: dict) -> list[dict]:
+    """One trial per seed of the profile."""
+    keys = ("rows", "test_rows", "masks", "epochs", "lam_upper", "lr")
+    return [{"seed": s, **{k: profile[k] for k in keys}} for s in profile["seeds"]]
+
+
 @register("am-toy")
 def run(profile: str) -> dict:
-    config = PROFILES[profile]
-    keys = ("rows", "test_rows", "masks", "epochs", "lam_upper", "lr")
-    trials = [{"seed": s, **{k: config[k] for k in keys}} for s in config["seeds"]]
-    results = run_trials(run_trial, trials, experiment=f"am-toy-{profile}",
-                         n_jobs=config["n_jobs"])
+    config, _, results = run_profile(run_trial, trial_grid, PROFILES, profile, experiment="am-toy")
     return {"seed": config["seeds"][0], "config": config, "results": results}
