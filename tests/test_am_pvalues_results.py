@@ -12,12 +12,11 @@ import pytest
 from amlib.experiments.am_datasets import AM_TARGETS
 from amlib.experiments.am_pvalues import (KNOWN_DISAGREEMENTS, claimed_cells,
                                           compare_cells, missing_rates, paper_values)
-from amlib.experiments.runner import read_results
 
 
 @pytest.fixture(scope="module")
-def record():
-    return read_results("am-pvalues")
+def record(paper_results):
+    return paper_results("am-pvalues")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +97,7 @@ def test_every_dataset_has_feature_tables(record):
     assert set(record["results"]["features"]) == set(AM_TARGETS)
 
 
-def test_chapter_tables_line_up_with_the_record(record):
+def test_chapter_tables_line_up_with_the_record(record, paper_results):
     """The chapter's side-by-side tables: one row per (modeler, attack) pair run, one column per
     (data set, mechanism, side); the coefficient table's θp is the Table 3 fit of the same split."""
     from amlib.experiments.am_tables import (coefficient_table, l1_cells, pvalue_text,
@@ -114,7 +113,7 @@ def test_chapter_tables_line_up_with_the_record(record):
     assert (l1.loc[l1["normalised"], "ratio"]
             == l1.loc[l1["normalised"], "l1_normalised"] / l1.loc[l1["normalised"], "value"]).all()
     table = coefficient_table(record, "diabetes", "cca", "cca")
-    table3 = pd.DataFrame(read_results("am-table3")["results"]).query("seed == 0")
+    table3 = pd.DataFrame(paper_results("am-table3")["results"]).query("seed == 0")
     assert table.loc["sex", "θp"] == pytest.approx(
         table3.set_index("dataset").loc["diabetes", "coef"], rel=1e-10)
     assert table.loc["sex", "θα"] == 0.0

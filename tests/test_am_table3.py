@@ -3,15 +3,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amlib.experiments.am_datasets import AM_TARGETS, AMTarget, paper_table3, table3_row, table3_targets
-from amlib.experiments.runner import read_results
+from amlib.experiments.am_datasets import (AM_TARGETS, AMTarget, paper_table3, table3_row,
+                                          table3_targets)
 
 
 @pytest.fixture(scope="module")
-def committed():
-    record = read_results("am-table3")
-    assert record["provenance"]["profile"] == "paper"
-    return pd.DataFrame(record["results"])
+def committed(paper_results):
+    return pd.DataFrame(paper_results("am-table3")["results"])
 
 
 def test_committed_results_match_a_fresh_fit(mirror, committed):

@@ -8,14 +8,11 @@ import statsmodels.api as sm
 from amlib.experiments import EXPERIMENTS, _load_all
 from amlib.experiments.am_toy import (PROFILES, TRUE_COEF, run_trial, toy_accuracy, toy_data,
                                       trial_grid)
-from amlib.experiments.runner import read_results
 
 
 @pytest.fixture(scope="module")
-def committed():
-    record = read_results("am-toy")
-    assert record["provenance"]["profile"] == "paper"
-    return record
+def committed(paper_results):
+    return paper_results("am-toy")
 
 
 def test_toy_data_is_seeded_and_shaped():
