@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-from . import register
+from .registry import register
 from ..am.attack import ATTACKS, AttackRun, train_attack
 from ..data import load
 

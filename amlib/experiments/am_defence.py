@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from . import register
+from .registry import register
 from .am_datasets import attack_trial, audit_score, fit_glm, train_on_split
 from .trials import run_profile
 

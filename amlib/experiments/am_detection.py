@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from . import register
+from .registry import register
 from .am_datasets import AM_TARGETS, attack_trial, train_on_split
 from .trials import run_profile
 

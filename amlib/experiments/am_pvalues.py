@@ -30,7 +30,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from . import register
+from .registry import register
 from .am_datasets import AM_TARGETS, attack_trial, audit_score, train_on_split
 from .trials import run_trials
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import register
+from .registry import register
 from .trials import run_profile
 
 __all__ = ["PROFILES", "TRUE_COEF", "PAPER_FIGURE2", "toy_data", "toy_accuracy", "trial_grid",

@@ -5,7 +5,8 @@ import json
 import time
 from pathlib import Path
 
-from . import EXPERIMENTS, _load_all, current_profile
+from . import _load_all
+from .registry import EXPERIMENTS, current_profile
 from ..provenance import provenance
 
 __all__ = ["reproduce", "results_dir", "read_results"]
