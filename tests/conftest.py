@@ -1,4 +1,5 @@
-"""Shared fixtures: skip data tests with a clear reason when no data can be found."""
+"""Shared fixtures: skip data tests with a clear reason when no data can be found, read the
+committed paper-profile results, and the influence tests' logistic problems."""
 import os
 
 import pytest
@@ -16,7 +17,23 @@ def mirror():
     return folder
 
 
-# ===== amlib.influence fixtures (the influence tests' block; keep it separate) ==================
+@pytest.fixture(scope="session")
+def paper_results():
+    """``paper_results(name)``: the committed ``results/<name>.json``, checked to come from the
+    ``paper`` profile (the test skips, naming the command, when the file is not committed)."""
+    from amlib.experiments.runner import read_results
+
+    def read(name: str) -> dict:
+        try:
+            record = read_results(name)
+        except FileNotFoundError as error:
+            pytest.skip(str(error))
+        assert record["provenance"]["profile"] == "paper", f"{name} was not run with --profile paper"
+        return record
+    return read
+
+
+# ===== amlib.influence fixtures ====================================================================
 @pytest.fixture(scope="module", params=[2, 3], ids=["binary", "multiclass"])
 def logistic_problem(request):
     """(model, θ*, X, y, X_test, y_test): a fitted L2 logistic regression (l2 = 0.05, with bias)

@@ -13,7 +13,8 @@ import os
 import time
 from pathlib import Path
 
-from . import EXPERIMENTS, UnknownExperimentError, _load_all, current_profile
+from . import _load_all
+from .registry import EXPERIMENTS, UnknownExperimentError, current_profile
 from .trials import sweep_settings
 from ..paths import committed_results_dir
 from ..paths import results_dir as default_results_dir

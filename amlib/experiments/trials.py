@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from ..paths import trial_cache_dir
 
-__all__ = ["trial_key", "run_trials", "default_cache", "code_fingerprint", "sweep_settings",
-           "IN_SWEEP_ENV"]
+__all__ = ["trial_key", "run_trials", "run_profile", "default_cache", "code_fingerprint",
+           "sweep_settings", "IN_SWEEP_ENV"]
 
 #: Set in the environment while a trial runs: Lightning's per-epoch bars stay off there.
 IN_SWEEP_ENV = "AMLIB_IN_SWEEP"
@@ -145,3 +145,17 @@ def run_trials(function: Callable[[dict], dict], trials: list[dict], *, experime
             bar.update()
     bar.close()
     return results
+
+
+def run_profile(function: Callable[[dict], dict], grid: Callable[[dict], list[dict]],
+                profiles: dict, profile: str, *, experiment: str):
+    """``(config, trials, results)``: the profile's settings, the trials ``grid(config)`` and
+    their results from :func:`run_trials` (cached as ``<experiment>-<profile>``, ``n_jobs``
+    from the profile)."""
+    if profile not in profiles:
+        raise KeyError(f"{experiment} has no profile {profile!r}; use one of {sorted(profiles)}")
+    config = profiles[profile]
+    trials = grid(config)
+    results = run_trials(function, trials, experiment=f"{experiment}-{profile}",
+                         n_jobs=config["n_jobs"])
+    return config, trials, results
