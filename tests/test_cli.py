@@ -132,10 +132,16 @@ def test_help_documents_arguments(capsys):
 
 def test_a_non_editable_install_writes_into_the_working_directory(tmp_path):
     """Built as a wheel into a plain folder, amlib finds no checkout and uses the cwd."""
+    import shutil
+
     root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"          # a copy: the build must not write into the checkout
+    shutil.copytree(root / "amlib", source / "amlib")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
     site = tmp_path / "site"
     build = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                            "--no-build-isolation", "--target", str(site), str(root)],
+                            "--no-build-isolation", "--target", str(site), str(source)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
     work = tmp_path / "work"
