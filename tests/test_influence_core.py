@@ -294,3 +294,11 @@ def test_influence_predicts_leave_one_out_on_german_credit(mirror):
                                theta=fit.theta, indices=idx)
     r = np.corrcoef(res.values.numpy()[idx], loo)[0, 1]
     assert r > 0.95, r
+
+
+def test_deprecated_test_gradient_name_still_answers(logistic_problem):
+    from amlib.influence.scores import test_gradient as old_name
+    model, theta, X, y, Xt, yt = logistic_problem
+    with pytest.warns(DeprecationWarning, match="query_gradient"):
+        G = old_name(model, theta, Xt, yt)
+    assert torch.equal(G, query_gradient(model, theta, Xt, yt))

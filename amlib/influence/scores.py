@@ -93,6 +93,17 @@ def query_gradient(model: LogisticModel, theta: torch.Tensor, X_query, y_query) 
     return model.gradient_from_residuals(model.residuals(theta, X_query, y_query), X_query)
 
 
+def test_gradient(model: LogisticModel, theta: torch.Tensor, X_test, y_test) -> torch.Tensor:
+    """Deprecated name of :func:`query_gradient` (pytest collects ``test_*`` names), kept while
+    code outside this package still imports it; not in ``__all__``."""
+    warnings.warn("amlib.influence.scores.test_gradient is deprecated: use query_gradient",
+                  DeprecationWarning, stacklevel=2)
+    return query_gradient(model, theta, X_test, y_test)
+
+
+test_gradient.__test__ = False   # never collected as a test where it is imported
+
+
 def stationarity(model: LogisticModel, theta: torch.Tensor, X, y) -> tuple[float, float]:
     """(‖∇R(θ)‖, the same relative to mean_i ‖g_i‖ + l2‖θ‖) — how far θ is from being θ*."""
     R = model.residuals(theta, X, y)
