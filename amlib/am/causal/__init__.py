@@ -22,6 +22,11 @@ name        model                                                    module
 ``dr-mia``  cross-fitted AIPW with MIA forests (Mayer et al. 2020)    :mod:`.forests`
 =========== ======================================================== ===========================
 
+References (book/references.bib): ``imbens2004nonparametric``, ``shalit2017tarnet``,
+``curth2021catenets``, ``curth2021inductive``, ``wager2018estimation``, ``athey2019grf``,
+``chernozhukov2018dml``, ``econml``, ``twala2008mia``, ``mayer2020doubly``; the paper's set-up is
+``koyuncu2024am`` section 5.2 and App. D.3.
+
 X is a float array (n, d) without NaN, except for ``"cf-mia"`` and ``"dr-mia"``, which take NaN
 (missing-incorporated-in-attributes); w and y are 0/1 vectors.  Bad input raises
 :class:`CausalInputError` (a ``ValueError``) naming the problem and the fix; so does an unknown
