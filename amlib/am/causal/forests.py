@@ -8,10 +8,13 @@ causal forest on the residuals:
 
 - nuisance E[Y | x]: ``RandomForestRegressor`` (a regression forest on the 0/1 outcome estimates
   P(Y=1 | x), as grf's ``Y.hat`` does); nuisance P(W=1 | x): ``RandomForestClassifier``
-  (``discrete_treatment=True``).  Both: ``n_nuisance`` trees, ``min_samples_leaf=5`` (grf's
-  ``min.node.size``), ``max_samples=0.5`` (grf's ``sample.fraction``), all features per split;
-- final forest: ``n_estimators`` honest trees (econml defaults otherwise: ``max_samples=0.45``,
-  ``min_samples_leaf=5``), ``random_state=seed``;
+  (``discrete_treatment=True``).  Both: ``n_nuisance = 50`` trees, ``min_samples_leaf=5``
+  (grf's ``min.node.size``), ``max_samples=0.5`` (grf's ``sample.fraction``), grf's
+  ``mtry = min(ceil(sqrt(d) + 20), d)`` candidate features per split;
+- final forest: ``n_estimators = 100`` honest trees, the same ``mtry`` (econml defaults
+  otherwise: ``max_samples=0.45``, ``min_samples_leaf=5``), ``random_state=seed``.  grf's
+  defaults grow 2,000 trees; the ATE averages the CATE over all rows, so the Monte-Carlo noise of
+  fewer trees mostly averages out, and 100 keeps a Twins-sized fit to a few seconds;
 - tau_hat = ``est.ate(X)``, the mean of the forest's CATE over the rows given.
 
 econml's forests reject NaN, so ``"cf"`` takes imputed covariates.
@@ -21,10 +24,10 @@ split sends the rows with a NaN in its feature to whichever child lowers the imp
 "missing" acts as information.  scikit-learn >= 1.4 random forests split this way natively.
 The estimator is a **T-learner of two scikit-learn ``RandomForestRegressor``s** (squared error on
 0/1, i.e. the Gini split for a binary outcome), one per arm, fitted on X with its NaNs:
-``n_estimators`` trees, ``min_samples_leaf=5``, bootstrap samples of half the arm
-(``max_samples=0.5``), all features per split.  mu_w(x_i) is the out-of-bag prediction for the
-rows of arm w (as grf predicts on its training rows) and the ordinary prediction for the others;
-tau_hat = mean_i (mu_1(x_i) - mu_0(x_i)) over all rows.  (grf's causal forest also splits with
+``n_estimators = 100`` trees, ``min_samples_leaf=5``, bootstrap samples of half the arm
+(``max_samples=0.5``), grf's ``mtry`` candidate features per split.  mu_w(x_i) is the
+out-of-bag prediction for the rows of arm w (as grf predicts on its training rows) and the
+ordinary prediction for the others; tau_hat = mean_i (mu_1(x_i) - mu_0(x_i)) over all rows.  (grf's causal forest also splits with
 MIA; a GRF-style causal forest that accepts NaN is not available to us, hence the T-learner.)
 
 ``"dr-mia"`` — augmented inverse-propensity weighting with MIA nuisance models, after Mayer,
@@ -49,14 +52,19 @@ from sklearn.model_selection import StratifiedKFold
 __all__ = ["CF_DEFAULTS", "MIA_DEFAULTS", "DR_DEFAULTS", "causal_forest_ate", "mia_tlearner_ate",
            "dr_mia_ate"]
 
-CF_DEFAULTS = {"n_estimators": 200, "n_nuisance": 100, "min_samples_leaf": 5, "n_jobs": 1}
-MIA_DEFAULTS = {"n_estimators": 200, "min_samples_leaf": 5, "max_samples": 0.5, "n_jobs": 1}
+CF_DEFAULTS = {"n_estimators": 100, "n_nuisance": 50, "min_samples_leaf": 5, "n_jobs": 1}
+MIA_DEFAULTS = {"n_estimators": 100, "min_samples_leaf": 5, "max_samples": 0.5, "n_jobs": 1}
+
+
+def grf_mtry(d: int) -> int:
+    """grf's default number of candidate features per split, min(ceil(sqrt(d) + 20), d)."""
+    return int(min(np.ceil(np.sqrt(d) + 20), d))
 DR_DEFAULTS = {**MIA_DEFAULTS, "folds": 2, "clip": 0.01}
 
 
-def _forest(kind, seed, n_estimators, min_samples_leaf, max_samples, n_jobs, oob=False):
+def _forest(kind, seed, n_estimators, min_samples_leaf, max_samples, n_jobs, mtry, oob=False):
     cls = RandomForestRegressor if kind == "regressor" else RandomForestClassifier
-    return cls(n_estimators=n_estimators, min_samples_leaf=min_samples_leaf, max_features=1.0,
+    return cls(n_estimators=n_estimators, min_samples_leaf=min_samples_leaf, max_features=mtry,
                bootstrap=True, max_samples=max_samples, oob_score=oob, random_state=seed,
                n_jobs=n_jobs)
 
@@ -67,10 +75,12 @@ def causal_forest_ate(X, w, y, *, seed=0, n_estimators=200, n_nuisance=100, min_
     from econml.dml import CausalForestDML
 
     n_estimators = max(4, 4 * round(n_estimators / 4))  # econml grows trees in subforests of 4
+    mtry = grf_mtry(X.shape[1])
     est = CausalForestDML(
-        model_y=_forest("regressor", seed, n_nuisance, min_samples_leaf, 0.5, n_jobs),
-        model_t=_forest("classifier", seed, n_nuisance, min_samples_leaf, 0.5, n_jobs),
+        model_y=_forest("regressor", seed, n_nuisance, min_samples_leaf, 0.5, n_jobs, mtry),
+        model_t=_forest("classifier", seed, n_nuisance, min_samples_leaf, 0.5, n_jobs, mtry),
         discrete_treatment=True, cv=2, n_estimators=n_estimators, min_samples_leaf=5,
+        max_features=mtry,
         inference=False, random_state=seed, n_jobs=n_jobs)
     est.fit(y, w.astype(int), X=X)
     return float(np.asarray(est.ate(X)).ravel()[0])
@@ -85,7 +95,8 @@ def _arm_predictions(X_fit, w_fit, y_fit, X_pred, seed, opts, oob_rows=None):
     for arm in (0, 1):
         rows = w_fit == arm
         forest = _forest("regressor", seed + arm, opts["n_estimators"], opts["min_samples_leaf"],
-                         opts["max_samples"], opts["n_jobs"], oob=oob_rows is not None)
+                         opts["max_samples"], opts["n_jobs"], grf_mtry(X_fit.shape[1]),
+                         oob=oob_rows is not None)
         forest.fit(X_fit[rows], y_fit[rows])
         mu = forest.predict(X_pred)
         if oob_rows is not None:
@@ -116,7 +127,8 @@ def dr_mia_ate(X, w, y, *, seed=0, **options) -> float:
     for k, (train, test) in enumerate(splitter.split(X, w)):
         mu0, mu1 = _arm_predictions(X[train], w[train], y[train], X[test], seed + 10 * k, opts)
         prop = _forest("classifier", seed + 10 * k + 2, opts["n_estimators"],
-                       opts["min_samples_leaf"], opts["max_samples"], opts["n_jobs"])
+                       opts["min_samples_leaf"], opts["max_samples"], opts["n_jobs"],
+                       grf_mtry(X.shape[1]))
         prop.fit(X[train], w[train].astype(int))
         e = np.clip(prop.predict_proba(X[test])[:, 1], clip, 1.0 - clip)
         wt, yt = w[test], y[test]

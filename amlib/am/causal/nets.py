@@ -54,26 +54,30 @@ DEFAULTS = {"n_layers_r": 1, "n_units_r": 200, "n_layers_out": 1, "n_units_out":
 
 
 class _Stream:
-    """One net's minibatch indices: a fresh permutation each epoch, ``round(n / bs)`` batches."""
+    """One net's minibatches: a fresh permutation each epoch, ``round(n / bs)`` batches.
 
-    def __init__(self, n: int, batch_size: int, seed: int):
+    ``groups`` (TARNet: the arm of each training row) splits every batch into its rows of each
+    group, so that each outcome head sees only its factual rows.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, groups: np.ndarray | None = None):
         self.n, self.bs = n, min(batch_size, n)
         self.nb = int(np.round(n / self.bs)) if self.bs < n else 1
         self.rs = np.random.RandomState(seed)
-        self.buffer: list[np.ndarray] = []
+        self.groups = groups
+        self.buffer: list[list[np.ndarray]] = []
 
-    def peek(self, steps: int, width: int):
-        """The next ``steps`` batches as indices (steps, width) and a row mask (steps, width)."""
+    def peek(self, steps: int) -> list:
+        """The next ``steps`` batches, each a list of row-index arrays, one per group."""
         while len(self.buffer) < steps:
             perm = self.rs.permutation(self.n)
             for b in range(self.nb):
-                self.buffer.append(perm[b * self.bs: min((b + 1) * self.bs, self.n)])
-        idx = np.zeros((steps, width), dtype=np.int64)
-        mask = np.zeros((steps, width), dtype=np.float32)
-        for s in range(steps):
-            rows = self.buffer[s]
-            idx[s, :len(rows)], mask[s, :len(rows)] = rows, 1.0
-        return idx, mask
+                rows = perm[b * self.bs: min((b + 1) * self.bs, self.n)]
+                if self.groups is None:
+                    self.buffer.append([rows])
+                else:
+                    self.buffer.append([rows[self.groups[rows] == 0], rows[self.groups[rows] == 1]])
+        return self.buffer[:steps]
 
     def consume(self, steps: int) -> None:
         del self.buffer[:steps]
@@ -83,9 +87,11 @@ class BatchedCATENets(pl.LightningModule):
     """``N`` stacked T-Net arm nets (``kind="tnet"``) or TARNets (``kind="tarnet"``).
 
     Layer ``l`` holds ``W[l]`` of shape (N, in, out) and ``b[l]`` of shape (N, 1, out); TARNet's
-    head layers carry an arm axis, (N, 2, in, out).  ``forward(X)`` takes X of shape (N, m, d)
-    and returns logits (N, m) for T-Net and (N, 2, m) for TARNet.  :meth:`fit_nets` trains the
-    stack with the manual loop described in the module docstring; no ``Trainer`` is involved.
+    head layers carry an arm axis, (N, 2, in, out).  ``forward(X)`` takes X of shape
+    (N, G, m, d) and returns logits (N, G, m): for T-Net G = 1; for TARNet G = 2 and the rows in
+    slot a go through head a (pass the same rows in both slots to get mu_0 and mu_1).
+    :meth:`fit_nets` trains the stack with the manual loop described in the module docstring
+    (``configure_optimizers`` gives its Adam); no ``Trainer`` is involved.
     """
 
     def __init__(self, kind: str, d: int, seeds, hp: dict):
@@ -120,16 +126,13 @@ class BatchedCATENets(pl.LightningModule):
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return _stack_forward(self.kind, self.n_repr, list(self.W), list(self.b), X)
 
-    def objective(self, X, y, mask, w=None) -> torch.Tensor:
-        """Per-net mean factual BCE over the masked rows + 0.5 penalty_l2 ||W||^2, shape (N,)."""
-        logits = self(X)
-        if self.kind == "tnet":
-            bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none") * mask
-        else:
-            bce = F.binary_cross_entropy_with_logits(
-                logits, y.unsqueeze(1).expand_as(logits), reduction="none")
-            bce = (bce[:, 0] * (1.0 - w) + bce[:, 1] * w) * mask
-        data = bce.sum(1) / mask.sum(1).clamp_min(1.0)
+    def objective(self, X, y, mask) -> torch.Tensor:
+        """Per-net mean factual BCE over the masked rows + 0.5 penalty_l2 ||W||^2, shape (N,).
+
+        X (N, G, m, d), y and mask (N, G, m).
+        """
+        bce = F.binary_cross_entropy_with_logits(self(X), y, reduction="none") * mask
+        data = bce.flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1.0)
         sq = sum(W.pow(2).flatten(1).sum(1) for W in self.W)
         return data + 0.5 * self.hp["penalty_l2"] * sq
 
@@ -155,12 +158,11 @@ class BatchedCATENets(pl.LightningModule):
     def fit_nets(self, train: list, val: list) -> "BatchedCATENets":
         """Train net j on ``train[j] = (X, y, w)`` with early stopping on ``val[j]``."""
         hp, dev = self.hp, self.W[0].device
-        N = len(train)
-        tarnet = self.kind == "tarnet"
-        tX, ty, tw, _ = _pad(train, dev)
-        vX, vy, vw, vmask = _pad(val, dev)
-        streams = [_Stream(len(t[1]), hp["batch_size"], s) for t, s in zip(train, self.seeds)]
-        width = max(s.bs for s in streams)
+        N, G = len(train), (2 if self.kind == "tarnet" else 1)
+        tX, ty = _pad(train, dev)
+        vX, vy, vmask = _pad_groups(val, G, dev)
+        streams = [_Stream(len(y), hp["batch_size"], seed, w.astype(int) if G == 2 else None)
+                   for (_, y, w), seed in zip(train, self.seeds)]
         final = [None] * N
         active = np.arange(N)
         best = np.full(N, np.inf)
@@ -168,35 +170,30 @@ class BatchedCATENets(pl.LightningModule):
         opt = self.configure_optimizers()
         block = 4 * max(s.nb for s in streams)
         while active.size:
-            taken = [streams[j].peek(block, width) for j in active]
-            idx = torch.as_tensor(np.stack([t[0] for t in taken], 1), device=dev)
-            msk = torch.as_tensor(np.stack([t[1] for t in taken], 1), device=dev)
-            rows = torch.as_tensor(active, device=dev)[:, None]
+            idx, msk, widths = _index_block([streams[j].peek(block) for j in active], G, dev)
+            rows = torch.as_tensor(active, device=dev)[:, None, None]
             nbs = np.array([streams[j].nb for j in active])
             used = block
             for s in range(block):
                 steps[active] += 1
                 ends = (steps[active] % nbs) == 0
-                i_s = idx[s]
-                X, y = tX[rows, i_s], ty[rows, i_s]
-                w = tw[rows, i_s] if tarnet else None
+                i_s, m_s = idx[s, :, :, :widths[s]], msk[s, :, :, :widths[s]]
                 opt.zero_grad(set_to_none=True)
-                self.objective(X, y, msk[s], w).sum().backward()
+                self.objective(tX[rows, i_s], ty[rows, i_s], m_s).sum().backward()
                 opt.step()
                 if not ends.any():
                     continue
                 with torch.no_grad():
-                    loss = self.objective(vX[active], vy[active], vmask[active],
-                                          vw[active] if tarnet else None).cpu().numpy()
+                    loss = self.objective(vX[active], vy[active], vmask[active]).cpu().numpy()
                 stop = np.zeros(active.size, bool)
                 for pos in np.flatnonzero(ends):
                     j = active[pos]
                     epochs[j] += 1
                     past_min = steps[j] > hp["n_iter_min"]
-                    if tarnet or past_min:
+                    if G == 2 or past_min:  # T-Net counts patience only past n_iter_min
                         if loss[pos] < best[j]:
                             best[j], wait[j] = loss[pos], 0
-                        elif not np.isnan(loss[pos]):
+                        else:  # no improvement (a NaN loss counts as none)
                             wait[j] += 1
                     if (wait[j] > hp["patience"] and past_min) or epochs[j] >= hp["n_iter"]:
                         stop[pos] = True
@@ -220,20 +217,46 @@ class BatchedCATENets(pl.LightningModule):
 
     @torch.no_grad()
     def probabilities(self, X: torch.Tensor) -> torch.Tensor:
-        """sigmoid(forward(X)); X of shape (N, m, d)."""
+        """sigmoid(forward(X)); X of shape (N, G, m, d)."""
         return torch.sigmoid(self(X))
 
 
 def _pad(parts: list, dev) -> tuple:
-    """Stack ragged (X, y, w) triples into zero-padded float32 tensors and a row mask."""
+    """Training rows of each net, zero-padded: X (N, m, d) and y (N, m), float32."""
     m = max(len(p[1]) for p in parts)
-    d = parts[0][0].shape[1]
-    X = np.zeros((len(parts), m, d), np.float32)
-    y, w, mask = (np.zeros((len(parts), m), np.float32) for _ in range(3))
-    for j, (Xj, yj, wj) in enumerate(parts):
-        k = len(yj)
-        X[j, :k], y[j, :k], w[j, :k], mask[j, :k] = Xj, yj, wj, 1.0
-    return tuple(torch.as_tensor(a, device=dev) for a in (X, y, w, mask))
+    X = np.zeros((len(parts), m, parts[0][0].shape[1]), np.float32)
+    y = np.zeros((len(parts), m), np.float32)
+    for j, (Xj, yj, _) in enumerate(parts):
+        X[j, :len(yj)], y[j, :len(yj)] = Xj, yj
+    return torch.as_tensor(X, device=dev), torch.as_tensor(y, device=dev)
+
+
+def _pad_groups(parts: list, G: int, dev) -> tuple:
+    """Validation rows of each net by group (arm when G = 2): X (N, G, m, d), y, mask (N, G, m)."""
+    groups = [[(Xj, yj) if G == 1 else (Xj[wj == g], yj[wj == g]) for g in range(G)]
+              for Xj, yj, wj in parts]
+    m = max(len(yg) for net in groups for _, yg in net)
+    X = np.zeros((len(parts), G, m, parts[0][0].shape[1]), np.float32)
+    y, mask = np.zeros((len(parts), G, m), np.float32), np.zeros((len(parts), G, m), np.float32)
+    for j, net in enumerate(groups):
+        for g, (Xg, yg) in enumerate(net):
+            X[j, g, :len(yg)], y[j, g, :len(yg)], mask[j, g, :len(yg)] = Xg, yg, 1.0
+    return tuple(torch.as_tensor(a, device=dev) for a in (X, y, mask))
+
+
+def _index_block(batches: list, G: int, dev) -> tuple:
+    """Stack per-net batch lists into indices and a mask (steps, A, G, width); step widths."""
+    steps, A = len(batches[0]), len(batches)
+    widths = np.array([max(len(batches[a][s][g]) for a in range(A) for g in range(G))
+                       for s in range(steps)])
+    idx = np.zeros((steps, A, G, widths.max()), np.int64)
+    mask = np.zeros((steps, A, G, widths.max()), np.float32)
+    for a in range(A):
+        for s in range(steps):
+            for g in range(G):
+                rows = batches[a][s][g]
+                idx[s, a, g, :len(rows)], mask[s, a, g, :len(rows)] = rows, 1.0
+    return torch.as_tensor(idx, device=dev), torch.as_tensor(mask, device=dev), widths
 
 
 def _split(X, y, w, seed, prop, stratify):
@@ -279,25 +302,27 @@ def nets_ate_many(kind: str, datasets: list, seeds: list, **hp) -> list[float]:
 
 
 def _stack_forward(kind: str, n_repr: int, Ws: list, bs: list, X: torch.Tensor) -> torch.Tensor:
-    """Logits of stacked nets on X (N, m, d): (N, m) for T-Net, (N, 2, m) for TARNet."""
-    h, last = X, len(Ws) - 1
+    """Logits (N, G, m) of stacked nets on X (N, G, m, d); see :class:`BatchedCATENets`."""
+    N, G, m, d = X.shape
+    h, last = X.reshape(N, G * m, d), len(Ws) - 1
     for l in range(n_repr):
         h = torch.baddbmm(bs[l], h, Ws[l])
         h = h if l == last else F.elu(h)
     if kind == "tnet":
-        return h.squeeze(-1)
-    N, m, width = h.shape
-    h = h.unsqueeze(1).expand(N, 2, m, width).reshape(2 * N, m, width)
+        return h.reshape(N, G, m)
+    h = h.reshape(N * G, m, h.shape[-1])  # slot a of net j -> head a of net j
     for l in range(n_repr, len(Ws)):
         W, b = Ws[l], bs[l]
-        h = torch.baddbmm(b.reshape(2 * N, *b.shape[2:]), h, W.reshape(2 * N, *W.shape[2:]))
+        h = torch.baddbmm(b.reshape(N * G, *b.shape[2:]), h, W.reshape(N * G, *W.shape[2:]))
         h = h if l == last else F.elu(h)
-    return h.reshape(N, 2, m)
+    return h.reshape(N, G, m)
 
 
 @torch.no_grad()
 def _net_probs(model: BatchedCATENets, j: int, X: torch.Tensor) -> torch.Tensor:
-    """Probabilities of net j alone on X (m, d): (m,) for T-Net, (2, m) for TARNet."""
+    """Probabilities of net j alone on X (m, d): (m,) for T-Net, (2, m) = (mu_0, mu_1) for TARNet."""
     Ws = [W[j:j + 1] for W in model.W]
     bs = [b[j:j + 1] for b in model.b]
-    return torch.sigmoid(_stack_forward(model.kind, model.n_repr, Ws, bs, X.unsqueeze(0)))[0]
+    G = 1 if model.kind == "tnet" else 2
+    X = X.reshape(1, 1, *X.shape).expand(1, G, *X.shape)
+    return torch.sigmoid(_stack_forward(model.kind, model.n_repr, Ws, bs, X))[0].squeeze(0)
