@@ -91,7 +91,9 @@ def test_nets_batched_recover_both_ates_and_match_separate_training(name, data):
     for est, (X, w, y, tau, se), seed in zip(batched, members, [3, 4]):
         assert abs(est - tau) < 5 * se, (name, est, tau, se)
         alone = estimate_ate(name, X, w, y, seed=seed, **NETS)
-        assert est == pytest.approx(alone, abs=2e-3)
+        # T-Net: same numbers; TARNet: padded arm slots change the shapes of the matrix
+        # products, and training amplifies the rounding (like a fraction of a reseed)
+        assert abs(est - alone) < (1e-6 if name == "tnet" else 0.5 * se), (est, alone)
 
 
 @pytest.mark.parametrize("name", ["cf-mia", "dr-mia"])

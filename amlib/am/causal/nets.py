@@ -31,8 +31,11 @@ Speed: the members of :func:`nets_ate_many` (and, for T-Net, both arm nets of ev
 stacked along a leading axis and trained in lockstep with ``torch.baddbmm`` under one Adam
 optimiser; each net keeps its own data, shuffles, validation set and early-stopping state.  A net
 that stops is frozen (its weights saved) and dropped from the stack, optimiser state included, so
-the others continue at their own pace.  Because every net's randomness comes from its own seed,
-a batched run matches separate runs with the same seeds up to float rounding.
+the others continue at their own pace.  Every net's randomness (split, initial weights, shuffles)
+comes from its own seed, so a batched run matches separate runs with the same seeds: T-Net to
+float precision; TARNet, whose per-arm slots are padded to the widest arm of the step (so matrix
+products change shape with the company a net keeps), up to rounding that training amplifies —
+differences of a few 1e-3 in tau_hat, below the seed-to-seed spread.
 """
 from __future__ import annotations
 
