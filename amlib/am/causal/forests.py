@@ -49,17 +49,19 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.model_selection import StratifiedKFold
 
+from ._checks import CausalInputError
+
 __all__ = ["CF_DEFAULTS", "MIA_DEFAULTS", "DR_DEFAULTS", "causal_forest_ate", "mia_tlearner_ate",
            "dr_mia_ate"]
 
 CF_DEFAULTS = {"n_estimators": 100, "n_nuisance": 50, "min_samples_leaf": 5, "n_jobs": 1}
 MIA_DEFAULTS = {"n_estimators": 100, "min_samples_leaf": 5, "max_samples": 0.5, "n_jobs": 1}
+DR_DEFAULTS = {**MIA_DEFAULTS, "folds": 2, "clip": 0.01}
 
 
 def grf_mtry(d: int) -> int:
     """grf's default number of candidate features per split, min(ceil(sqrt(d) + 20), d)."""
     return int(min(np.ceil(np.sqrt(d) + 20), d))
-DR_DEFAULTS = {**MIA_DEFAULTS, "folds": 2, "clip": 0.01}
 
 
 def _forest(kind, seed, n_estimators, min_samples_leaf, max_samples, n_jobs, mtry, oob=False):
@@ -69,7 +71,7 @@ def _forest(kind, seed, n_estimators, min_samples_leaf, max_samples, n_jobs, mtr
                n_jobs=n_jobs)
 
 
-def causal_forest_ate(X, w, y, *, seed=0, n_estimators=200, n_nuisance=100, min_samples_leaf=5,
+def causal_forest_ate(X, w, y, *, seed=0, n_estimators=100, n_nuisance=50, min_samples_leaf=5,
                       n_jobs=1) -> float:
     """tau_hat of econml's CausalForestDML (imputed X; see the module docstring)."""
     from econml.dml import CausalForestDML
@@ -79,31 +81,31 @@ def causal_forest_ate(X, w, y, *, seed=0, n_estimators=200, n_nuisance=100, min_
     est = CausalForestDML(
         model_y=_forest("regressor", seed, n_nuisance, min_samples_leaf, 0.5, n_jobs, mtry),
         model_t=_forest("classifier", seed, n_nuisance, min_samples_leaf, 0.5, n_jobs, mtry),
-        discrete_treatment=True, cv=2, n_estimators=n_estimators, min_samples_leaf=5,
-        max_features=mtry,
-        inference=False, random_state=seed, n_jobs=n_jobs)
+        discrete_treatment=True, cv=2, n_estimators=n_estimators,
+        min_samples_leaf=min_samples_leaf, max_features=mtry, inference=False,
+        random_state=seed, n_jobs=n_jobs)
     est.fit(y, w.astype(int), X=X)
     return float(np.asarray(est.ate(X)).ravel()[0])
 
 
-def _arm_predictions(X_fit, w_fit, y_fit, X_pred, seed, opts, oob_rows=None):
+def _arm_predictions(X_fit, w_fit, y_fit, X_pred, seed, opts, oob=False):
     """mu_0 and mu_1 on X_pred from one NaN-aware regression forest per arm.
 
-    With ``oob_rows`` (X_pred is X_fit), rows of arm w get arm w's out-of-bag prediction.
+    With ``oob`` (X_pred is X_fit), rows of arm w get arm w's out-of-bag prediction.
     """
     mus = []
     for arm in (0, 1):
         rows = w_fit == arm
         forest = _forest("regressor", seed + arm, opts["n_estimators"], opts["min_samples_leaf"],
                          opts["max_samples"], opts["n_jobs"], grf_mtry(X_fit.shape[1]),
-                         oob=oob_rows is not None)
+                         oob=oob)
         forest.fit(X_fit[rows], y_fit[rows])
         mu = forest.predict(X_pred)
-        if oob_rows is not None:
-            oob = np.asarray(forest.oob_prediction_).ravel()
-            ok = ~np.isnan(oob)  # a row in every bootstrap sample has no OOB trees (rare)
+        if oob:
+            out_of_bag = np.asarray(forest.oob_prediction_).ravel()
+            ok = ~np.isnan(out_of_bag)  # a row in every bootstrap sample has no OOB trees (rare)
             idx = np.flatnonzero(rows)
-            mu[idx[ok]] = oob[ok]
+            mu[idx[ok]] = out_of_bag[ok]
         mus.append(mu)
     return mus
 
@@ -111,7 +113,7 @@ def _arm_predictions(X_fit, w_fit, y_fit, X_pred, seed, opts, oob_rows=None):
 def mia_tlearner_ate(X, w, y, *, seed=0, **options) -> float:
     """tau_hat of the MIA random-forest T-learner (X may hold NaN; see the module docstring)."""
     opts = {**MIA_DEFAULTS, **options}
-    mu0, mu1 = _arm_predictions(X, w, y, X, seed, opts, oob_rows=True)
+    mu0, mu1 = _arm_predictions(X, w, y, X, seed, opts, oob=True)
     return float(np.mean(mu1 - mu0))
 
 
@@ -120,7 +122,6 @@ def dr_mia_ate(X, w, y, *, seed=0, **options) -> float:
     opts = {**DR_DEFAULTS, **options}
     clip = float(opts["clip"])
     if not 0.0 <= clip < 0.5:
-        from ._checks import CausalInputError
         raise CausalInputError(f"clip must lie in [0, 0.5); got {clip}")
     psi = np.empty(len(y))
     splitter = StratifiedKFold(n_splits=int(opts["folds"]), shuffle=True, random_state=seed)
