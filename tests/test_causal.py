@@ -143,4 +143,6 @@ def test_bad_names_and_options():
         estimate_ate("linear", X, w, y, n_estimators=3)
     with pytest.raises(CausalInputError, match="one seed per data set"):
         estimate_ate_many("linear", [(X, w, y)], [0, 1])
+    with pytest.raises(CausalInputError, match="non-negative"):
+        estimate_ate("linear", X, w, y, seed=-1)
     assert issubclass(CausalInputError, ValueError)

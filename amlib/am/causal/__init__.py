@@ -83,6 +83,8 @@ def estimate_ate_many(name: str, datasets: Sequence, seeds: Sequence[int], **opt
     if len(datasets) != len(seeds):
         raise CausalInputError(f"{len(datasets)} data sets but {len(seeds)} seeds; "
                                "give one seed per data set")
+    if any(s < 0 for s in seeds):
+        raise CausalInputError(f"seeds must be non-negative integers; got {seeds}")
     if not datasets:
         return []
     opts = check_options(name, options, _defaults(name))
