@@ -141,8 +141,42 @@ def test_resnet50_path_without_torchvision_names_the_fix(monkeypatch):
         get_network("vgg")
 
 
+class _FakeResNet(torch.nn.Module):
+    """torchvision-shaped stand-in: a backbone to 2048 features and an ``fc`` head to 1000."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 2048, 7, stride=32),
+                                        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        self.fc = torch.nn.Linear(2048, 1000)
+
+    def forward(self, x):
+        return self.fc(self.body(x))
+
+
+def test_resnet50_wrapper_with_a_fake_torchvision(tiny_images, tmp_path, monkeypatch):
+    """The wrapper's own logic (fc -> Identity, ImageNet mean/std, naming, checksum, cache) with
+    a stand-in for torchvision: PyPI's torchvision does not import beside the CPU torch here."""
+    import types
+
+    asked = []
+    fake = types.SimpleNamespace(models=types.SimpleNamespace(
+        resnet50=lambda weights: asked.append(weights) or _FakeResNet()))
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    net = get_network("resnet50")
+    assert asked == ["IMAGENET1K_V1"] and isinstance(net.model.fc, torch.nn.Identity)
+    ones = net.normalise(torch.ones(1, 3, 2, 2))
+    assert torch.allclose(ones[0, :, 0, 0], torch.tensor([(1 - 0.485) / 0.229,
+                                                          (1 - 0.456) / 0.224,
+                                                          (1 - 0.406) / 0.225]))
+    X, meta, _ = feat.cached_features("tiny", tiny_images[:2], np.zeros(2, int), "abc", net,
+                                      progress=False, cache=tmp_path)
+    assert X.shape == (2, 2048) and meta["weights_sha256"] == state_dict_sha256(net.model)
+    assert ResNet50(weights=None).name == "resnet50-random"
+
+
 def test_resnet50_random_weights_on_a_tiny_batch(tiny_images, tmp_path):
-    pytest.importorskip("torchvision")
+    pytest.importorskip("torchvision")   # runs where a torchvision matching torch is installed
     net = ResNet50(weights=None)
     X, _, _ = feat.cached_features("tiny", tiny_images[:2], np.zeros(2, int), "abc", net,
                                    progress=False, cache=tmp_path)
