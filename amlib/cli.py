@@ -1,4 +1,4 @@
-"""Command line: ``amlib reproduce``, ``amlib list``, ``amlib data fetch``."""
+"""Command line: ``amlib reproduce``, ``amlib list``, ``amlib data fetch``, ``amlib data features``."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     fetch = data_sub.add_parser("fetch", help="download / verify raw data files")
     fetch.add_argument("keys", nargs="*", help="file keys (default: all)")
+    feats = data_sub.add_parser("features", help="compute (or verify) the cached image features")
+    feats.add_argument("names", nargs="*", help="cifar10, pets, caltech101 (default: all)")
+    feats.add_argument("--network", default="efficientnet-lite0")
     args = parser.parse_args(argv)
 
     from .experiments import EXPERIMENTS, _load_all
@@ -32,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
         print("experiments:", ", ".join(sorted(EXPERIMENTS)))
         print("data files:", ", ".join(sorted(RAW_FILES)))
+    elif args.command == "data" and args.data_command == "features":
+        from .data.features import FEATURE_DATASETS, image_features
+
+        for name in args.names or list(FEATURE_DATASETS):
+            fs = image_features(name, args.network)
+            print(f"{name}: {fs.X.shape[0]} images x {fs.X.shape[1]} features, "
+                  f"{ {k: len(v) for k, v in fs.split.items()} }, cache {fs.cache_path}")
     elif args.command == "data":
         from .data import RAW_FILES, fetch as fetch_file
 

@@ -192,3 +192,30 @@ def test_splits_are_stratified_disjoint_and_seeded():
     assert len(np.unique(every)) == len(y)
     assert np.array_equal(feat.feature_splits("pets", y, {}, seed=0)["attack"], s["attack"])
     assert not np.array_equal(feat.feature_splits("pets", y, {}, seed=1)["train"], s["train"])
+
+
+def test_pets_pipeline_with_real_images(mirror, tmp_path, monkeypatch, capsys):
+    """The whole path on the 370 real Pet JPEGs (checksums, splits, standardisation, cache, CLI),
+    with the tiny random network in place of EfficientNet to stay fast."""
+    monkeypatch.setenv("AMLIB_DATA_DIR", str(tmp_path))
+    fs = feat.image_features("pets", TinyNet(), progress=False)
+    assert fs.X.shape == (370, 8) and fs.X.dtype == np.float32 and fs.y.dtype == np.int64
+    assert fs.n_classes == 37 and fs.name == "pets" and fs.network == "tiny-test-net"
+    assert fs.stand_in == "tiny-test-net features on image subsets"
+    assert feat.STAND_IN == "EfficientNet-Lite0 features on image subsets"
+    sizes = {k: len(v) for k, v in fs.split.items()}
+    assert sizes == {"train": 185, "attack": 92, "heldout": 93}
+    assert np.bincount(fs.y[fs.split["train"]]).tolist() == [5] * 37
+    assert len(np.unique(np.concatenate(list(fs.split.values())))) == 370
+    Xtr = fs.part("train")[0].astype(np.float64)
+    np.testing.assert_allclose(Xtr.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(Xtr.std(0), 1, atol=1e-4)
+    assert set(fs.checksums) == {"key", "weights_sha256", "images_sha256", "features_sha256"}
+    assert fs.cache_path.parent == tmp_path / "features"
+    raw = feat.image_features("pets", TinyNet(), progress=False, standardize=False)
+    assert raw.cache_path == fs.cache_path and not np.allclose(raw.X, fs.X)
+    monkeypatch.setattr(feat, "get_network", lambda name: TinyNet())
+    from amlib.cli import main
+
+    assert main(["data", "features", "pets"]) == 0
+    assert "pets: 370 images x 8 features" in capsys.readouterr().out
