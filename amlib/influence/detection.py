@@ -42,10 +42,11 @@ What these tests cannot catch:
 - **a provider who cannot recompute**: without the training data (or the agreed l2, bias and
   preprocessing) g and H cannot be evaluated; an outside auditor is left with the linearity audit,
   which an honest computation on a manipulated θ′ passes by construction.
-- **a calculator who reports a modified objective**: if it may choose l2, sample weights, data
-  augmentation or drop "outliers", θ′ can be the exact optimum of *its* objective (the paper's
-  loss-reweighing baseline is stationary for the reweighted loss); the objective must be fixed by
-  contract and the check run on the provider's own data.
+- **a calculator who reports a modified training set or objective**: if it may drop
+  "outliers", deduplicate, augment, reweigh or choose l2, θ′ can be the exact optimum of *its*
+  objective (the paper's loss-reweighing baseline is stationary for the reweighted loss), and a
+  test run on the data it reports passes; the objective must be fixed by contract and the check
+  run on the provider's own copy of the data.
 - **the scaling attack without L2 on separable data**: R has no finite minimiser, the gradient
   vanishes as ‖θ‖ → ∞, so θ′ = s·θ with s > 1 is *more* stationary than the honest fit and
   passes (scaling by s < 1, as in the fairness attack, raises λ² and is caught). With l2 > 0 the
