@@ -7,6 +7,7 @@ Examples::
     amlib reproduce all                                  # quick profile, into results/*.quick.json
     amlib reproduce am-pvalues --profile paper --backend dask --scheduler tcp://host:8786
     amlib data fetch german-credit
+    amlib data features pets
 
 A user error (unknown experiment or data file, bad profile or output folder, missing data)
 prints one line and exits with status 2; Ctrl-C says how many trials are cached and how to resume.
@@ -49,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     fetch = data_sub.add_parser("fetch", help="download / verify raw data files; reports every "
                                               "file that fails, then exits 2")
     fetch.add_argument("keys", nargs="*", help="file keys (default: all)")
+    feats = data_sub.add_parser("features", help="compute (or verify) the cached image features")
+    feats.add_argument("names", nargs="*", help="cifar10, pets, caltech101 (default: all)")
+    feats.add_argument("--network", default="efficientnet-lite0",
+                       help="feature network (default: efficientnet-lite0)")
     return parser
 
 
@@ -84,6 +89,16 @@ def _fetch(keys: list[str]) -> int:
     return 0
 
 
+def _features(names: list[str], network: str) -> None:
+    from .data.features import FEATURE_DATASETS, image_features
+
+    for name in names or list(FEATURE_DATASETS):
+        fs = image_features(name, network)
+        sizes = {part: len(index) for part, index in fs.split.items()}
+        print(f"{name}: {fs.X.shape[0]} images x {fs.X.shape[1]} features, {sizes}, "
+              f"cache {fs.cache_path}")
+
+
 def _interrupted() -> int:
     from .experiments.trials import default_cache
 
@@ -109,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                           scheduler=args.scheduler)
         elif args.command == "list":
             _list()
+        elif args.command == "data" and args.data_command == "features":
+            _features(args.names, args.network)
         elif args.command == "data":
             return _fetch(args.keys)
     except (UnknownExperimentError, UnknownProfileError, OutputPathError, ResultsExistError,

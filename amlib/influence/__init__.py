@@ -14,10 +14,14 @@ Reproduces "Influence-based attributions can be manipulated" (the influence pape
   loss-reweighing baseline (:mod:`.attacks`) and the scaling attack :func:`scale_theta`;
 - the auditor of App. A.0.1 (:mod:`.audit`), the impossibility construction of Theorem 1
   (:mod:`.impossibility`) and Li & Liu's influence-based fair reweighing (:mod:`.fairness`);
+- beyond the paper, how a data provider detects a manipulated model (:mod:`.detection`: a
+  Newton-decrement stationarity test);
 - the bytes a backward pass keeps (:mod:`.memory`) and the worked example and set-up of the
   book's influence chapters (:mod:`.examples`, imported on its own).
 """
 from .audit import AuditReport, audit_influence_calculator, honest_score_fn
+from .detection import (HonestModel, audit_with_real_query, calibrate_threshold, detection_roc,
+                        honest_models, stationarity_statistic)
 from .fitting import FitResult, fit_logistic, fit_logistic_sgd
 from .hessian import (HessianOperator, apply_hessian, dense_hessian, direction_logits, hvp,
                       null_space_shift)
@@ -74,5 +78,7 @@ __all__ = [
     "project_to_ball", "random_initialisation", "TargetedInfluenceAttack", "AttackResult",
     "run_targeted_attack", "loss_reweighing_baseline",
     "AuditReport", "audit_influence_calculator", "honest_score_fn",
+    "stationarity_statistic", "calibrate_threshold", "detection_roc", "honest_models",
+    "HonestModel", "audit_with_real_query",
     "one_hot_construction", "max_rank_search",
 ]
