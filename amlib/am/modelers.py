@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -172,10 +173,15 @@ def fit_modeler(frame: pd.DataFrame, remediation: str, family: str = "gaussian",
     binary = _SM_FAMILIES[str(family).lower()] is sm.families.Binomial
     _check_identified(X, y, binary, remediation)
     model = sm.GLM(y, X, family=_SM_FAMILIES[str(family).lower()]())
-    results = model.fit()
-    mu = np.asarray(results.mu)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = model.fit()
+        mu = np.asarray(results.mu)
     if binary and (mu.min() < 1e-8 or mu.max() > 1 - 1e-8):  # saturated fit: separated?
-        _check_separation(X, y)
+        _check_separation(X, y)   # raises instead of statsmodels' overflow warnings
+    for warning in caught:   # not separated: statsmodels' own warnings reach the caller
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
     results.completed_frame = completed
     return results
 
