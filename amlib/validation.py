@@ -94,7 +94,8 @@ def check_unique(name: str, values) -> list:
     return values
 
 
-def separating_direction(X, y, weights=None, *, tol: float = 1e-7) -> np.ndarray | None:
+def separating_direction(X, y, weights=None, *, complete: bool = False,
+                         tol: float = 1e-7) -> np.ndarray | None:
     """A direction ``β`` with ``(2y − 1)·xᵢᵀβ ≥ 0`` for every row and ``> 0`` for some, or ``None``.
 
     Such a β exists exactly when the 0/1 response is completely or quasi-completely separated by
@@ -102,7 +103,9 @@ def separating_direction(X, y, weights=None, *, tol: float = 1e-7) -> np.ndarray
     keeps increasing along β and has no finite maximiser (Albert & Anderson, 1984).  Solved as
     the linear program ``max Σᵢ sᵢ xᵢᵀβ`` subject to ``sᵢ xᵢᵀβ ≥ 0`` and ``|β_j| ≤ 1``, with
     ``sᵢ = 2yᵢ − 1``; ``X`` may be (N, p) or (K, N, p) with ``weights`` (K, N) (rows with zero
-    weight do not count).  Columns are scaled to unit maximum first.
+    weight do not count).  Columns are scaled to unit maximum first.  ``complete=True`` asks
+    for complete separation only (every margin ``> 0``: no row is fitted with probability
+    strictly between 0 and 1), solved as ``max t`` subject to ``sᵢ xᵢᵀβ ≥ t``, ``t ≤ 1``.
     """
     from scipy.optimize import linprog
 
@@ -122,6 +125,13 @@ def separating_direction(X, y, weights=None, *, tol: float = 1e-7) -> np.ndarray
     scale = np.abs(X).max(axis=0)
     scale[scale == 0] = 1.0
     A = (2 * y - 1)[:, None] * (X / scale)
+    if complete:
+        n, p = A.shape
+        result = linprog(np.r_[np.zeros(p), -1.0], A_ub=np.c_[-A, np.ones(n)],
+                         b_ub=np.zeros(n), bounds=[(-1, 1)] * p + [(None, 1)], method="highs")
+        if result.status != 0 or -result.fun <= tol:
+            return None
+        return result.x[:p] / scale
     result = linprog(-A.sum(axis=0), A_ub=-A, b_ub=np.zeros(len(A)),
                      bounds=[(-1, 1)] * A.shape[1], method="highs")
     if result.status != 0 or -result.fun <= tol:

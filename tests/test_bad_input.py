@@ -187,3 +187,33 @@ def test_float32_theta_with_float64_features_is_refused():
         influence_values(fit.model, fit.theta.float(), X, y, X[:5], y[:5])
     values = influence_values(fit.model, fit.theta, X, y, X[:5], y[:5]).values
     assert values.dtype == torch.float64
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_complete_separation_matches_the_one_dimensional_rule(seed):
+    """Complete separation (no ties across classes) in 1-D: the ranges do not touch."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 12))
+    x = rng.integers(0, 6, size=n).astype(float)
+    y = rng.integers(0, 2, size=n).astype(float)
+    x0, x1 = x[y == 0], x[y == 1]
+    expected = len(x0) == 0 or len(x1) == 0 or x0.max() < x1.min() or x1.max() < x0.min()
+    found = separating_direction(np.c_[np.ones(n), x], y, complete=True) is not None
+    assert found == expected, (x, y)
+
+
+def test_fit_modeler_passes_quasi_separation_of_one_rare_dummy():
+    """A dummy whose few rows all share one class makes only its own coefficient diverge: the
+    victim's fit (as statsmodels and R return it) goes through, the other coefficients stay
+    finite and close to the fit without those rows."""
+    frame = noisy(400)
+    frame["rare"] = 0.0
+    rows = frame.index[frame["y"] == 1][:3]
+    frame.loc[rows, "rare"] = 1.0
+    frame = frame[["a", "b", "rare", "y"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_modeler(frame, "cca", "bernoulli")
+    rest = fit_modeler(frame.drop(index=rows).drop(columns="rare"), "cca", "bernoulli")
+    assert abs(fit.params["rare"]) > 10
+    np.testing.assert_allclose(fit.params[["a", "b"]], rest.params[["a", "b"]], atol=1e-3)

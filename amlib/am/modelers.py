@@ -24,7 +24,8 @@
   ``results.completed_frame``.  It refuses, with :class:`~amlib.validation.InvalidDataError`,
   data whose coefficients are not identified (no more rows than coefficients, constant or
   collinear columns) or a Bernoulli response not coded 0/1, and with
-  :class:`~amlib.validation.SeparationError` perfectly separated Bernoulli data (no finite MLE).
+  :class:`~amlib.validation.SeparationError` completely separated Bernoulli data (no finite MLE
+  of any coefficient).
 
 ``response`` defaults to the frame's last column (the convention of :mod:`amlib.data`).
 """
@@ -219,13 +220,15 @@ def _check_identified(X: pd.DataFrame, y: pd.Series, binary: bool, remediation: 
 
 
 def _check_separation(X: pd.DataFrame, y: pd.Series) -> None:
-    """Raise :class:`SeparationError` when the 0/1 response is perfectly separated by ``X``,
-    naming the features whose removal alone ends the separation."""
+    """Raise :class:`SeparationError` when the 0/1 response is completely separated by ``X``
+    (every coefficient meaningless), naming the features whose removal alone ends it.
+    Quasi-complete separation (a rare dummy whose rows share one class) only makes that
+    dummy's coefficient diverge; statsmodels' warning is passed on and the fit returned."""
     values, target = X.to_numpy(), y.to_numpy()
-    if separating_direction(values, target) is None:
+    if separating_direction(values, target, complete=True) is None:
         return
     fixes = [c for j, c in enumerate(X.columns) if j > 0 and
-             separating_direction(np.delete(values, j, axis=1), target) is None]
+             separating_direction(np.delete(values, j, axis=1), target, complete=True) is None]
     advice = (f"drop one of the features {fixes}, which is what separates it, " if fixes else
               "drop the features that separate it ")
     raise SeparationError(
