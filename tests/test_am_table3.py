@@ -48,3 +48,22 @@ def test_one_target_table_serves_table3_and_the_attacks():
 def test_wrong_target_column_is_named():
     with pytest.raises(KeyError, match="not a feature"):
         table3_row(AMTarget("diabetes", "no_such_column", "gaussian"))
+
+
+def test_table3_is_cached_per_dataset_and_seed_and_resumes(mirror, tmp_path, monkeypatch):
+    """``amlib reproduce am-table3`` resumes: each (data set, seed) row is a cached trial, and a
+    rerun reads the rows back instead of refitting (the numbers are the same)."""
+    from amlib.experiments import am_datasets
+    from amlib.experiments.registry import EXPERIMENT_INFO
+
+    assert EXPERIMENT_INFO["am-table3"].resumable
+    monkeypatch.setenv("AMLIB_TRIAL_CACHE", str(tmp_path))
+    monkeypatch.setitem(am_datasets.CONFIG, "quick", {"seeds": [0]})
+    first = am_datasets.run("quick")["results"]
+    assert len(list((tmp_path / "am-table3-quick").glob("*.json"))) == len(AM_TARGETS)
+
+    def refit(*args, **kwargs):
+        raise AssertionError("a cached row was fitted again")
+
+    monkeypatch.setattr(am_datasets, "table3_row", refit)
+    assert am_datasets.run("quick")["results"] == first

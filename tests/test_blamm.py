@@ -7,7 +7,11 @@ import torch
 from amlib.am.blamm import BLAMM
 from amlib.am.modelers import fit_modeler
 from amlib.experiments.am_toy import toy_accuracy as _accuracy
-from amlib.experiments.am_toy import toy_data as toy_frame  # Figure 2's 2-D logistic regression
+from amlib.experiments.am_toy import toy_data  # Figure 2's 2-D logistic regression
+
+
+def toy_frame(n=400, seed=0):
+    return toy_data(n, seed)
 
 
 def test_figure2_attack_succeeds_and_mcar_fails(tmp_path):

@@ -45,8 +45,10 @@ import pytorch_lightning as pl
 
 from ..training import fit_full_batch, one_batch_loader
 
-from .glm import (SingularDesignError, add_intercept, ate, constrained_mle, get_family,
-                  kl_divergence)
+from ..validation import (InvalidDataError, SeparationError, check_count, check_number,
+                          check_unique)
+from .glm import (PerfectSeparationError, SingularDesignError, add_intercept, ate,
+                  constrained_mle, get_family, kl_divergence)
 from .implicit import glm_argmin
 from .missingness.mechanisms import (NeuralMechanism, PartialAccess, PerSampleMechanism,
                                      Standardizer, LogisticMNAR, apply_patterns,
@@ -123,8 +125,9 @@ class BLAMM(pl.LightningModule):
             raise TypeError("data must be a pandas DataFrame")
         if response not in data.columns:
             raise KeyError(f"response {response!r} is not a column of the data")
-        masked = [masked] if isinstance(masked, str) else list(masked)
-        features = [c for c in data.columns if c != response] if features is None else list(features)
+        masked = check_unique("masked", [masked] if isinstance(masked, str) else masked)
+        features = (check_unique("features", features) if features is not None
+                    else [c for c in data.columns if c != response])
         unknown = [c for c in masked if c not in features]
         if unknown:
             raise KeyError(f"masked features {unknown} are not among the model's features "
@@ -134,12 +137,24 @@ class BLAMM(pl.LightningModule):
         if len(masked) >= len(features):
             raise ValueError("M covers every feature, so a pattern would hide every column; keep "
                              "at least one feature always observed")
-        if lam_upper < 0 or lam_lower < 0:
-            raise ValueError(f"lam_upper and lam_lower must be >= 0, got {lam_upper}, {lam_lower}")
+        lam_upper = check_number("lam_upper", lam_upper, low=0.0, fix="pass e.g. lam_upper=0.01")
+        lam_lower = check_number("lam_lower", lam_lower, low=0.0, fix="pass e.g. lam_lower=0")
         if proxy not in PROXIES:
             raise ValueError(f"unknown proxy {proxy!r}; use one of {sorted(PROXIES)}")
-        if epochs < 1 or lr <= 0:
-            raise ValueError("epochs must be >= 1 and lr > 0")
+        epochs = check_count("epochs", epochs)
+        lr = check_number("lr", lr, low=0.0, low_open=True, fix="pass e.g. lr=0.01")
+        access = check_number("access", access, low=0.0, high=1.0, low_open=True,
+                              fix="access is the share of rows the adversary controls (eq. 24): "
+                                  "pass a value in (0, 1], e.g. access=1")
+        hidden = check_count("hidden", hidden)
+        max_iter = check_count("max_iter", max_iter)
+        tol = check_number("tol", tol, low=0.0, low_open=True, fix="pass e.g. tol=1e-10")
+        if fallback_l2 is not None:
+            fallback_l2 = check_number("fallback_l2", fallback_l2, low=0.0, low_open=True,
+                                       fix="pass e.g. fallback_l2=1e-3, or None for no fallback")
+        if len(data) == 0:
+            raise InvalidDataError("the attacker's data have no rows; pass the complete table "
+                                   "the adversary controls")
         table = data[features + [response]]
         bad = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
         if bad:
@@ -148,6 +163,10 @@ class BLAMM(pl.LightningModule):
             cols = table.columns[table.isna().any()].tolist()
             raise ValueError(f"the attacker's data must be complete, but columns {cols} have NaNs "
                              "(drop or impute those rows before the attack)")
+        infinite = [c for c in table.columns if not np.isfinite(table[c].to_numpy(float)).all()]
+        if infinite:
+            raise InvalidDataError(f"columns {infinite} have infinite values; drop those rows or "
+                                   "clip the values before the attack")
 
         self.frame = data.reset_index(drop=True).copy()
         self.response, self.masked, self.features = response, masked, features
@@ -209,8 +228,7 @@ class BLAMM(pl.LightningModule):
             if self.target not in features:
                 raise KeyError(f"target {self.target!r} is not a feature")
             if theta_alpha is None:
-                theta_a = constrained_mle(self.design_full, y, self.family,
-                                          zero=[1 + features.index(self.target)])
+                theta_a = self._theta_alpha(y, zero=[1 + features.index(self.target)])
             else:
                 theta_a = torch.as_tensor(np.asarray(theta_alpha, float), dtype=torch.float64)
                 if theta_a.shape != (d + 1,):
@@ -238,6 +256,22 @@ class BLAMM(pl.LightningModule):
         self._checked = False
         self.history: list[dict] = []
         self.theta_tilde: torch.Tensor | None = None
+
+    def _theta_alpha(self, y: torch.Tensor, zero: list[int]) -> torch.Tensor:
+        """θα of eq. 22; on perfectly separated data (no finite MLE) fitted with ``lam_lower``
+        as L2 penalty, or a :class:`~amlib.validation.SeparationError` when that is 0."""
+        try:
+            return constrained_mle(self.design_full, y, self.family, zero=zero)
+        except PerfectSeparationError as error:
+            if self.lam_lower > 0:
+                return constrained_mle(self.design_full, y, self.family, zero=zero,
+                                       l2=self.lam_lower)
+            raise SeparationError(
+                "perfect separation: the attacker's 0/1 response is split exactly by a "
+                f"hyperplane of the features other than {self.target!r}, so the adversarial "
+                "GLM θα (eq. 22) has no finite maximum-likelihood estimate; pass lam_lower > 0 "
+                "(e.g. lam_lower=0.1, which also penalises θα), or theta_alpha=... explicitly",
+                error.columns) from error
 
     # ----- the bi-level objective -----------------------------------------------------------
     def upper_objective(self, theta: torch.Tensor) -> torch.Tensor:

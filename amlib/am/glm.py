@@ -28,8 +28,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..validation import SeparationError, check_number, separating_direction
+
 __all__ = ["Family", "GAUSSIAN", "BERNOULLI", "POISSON", "get_family", "add_intercept",
-           "IRLSResult", "IRLSConvergenceError", "SingularDesignError", "irls",
+           "IRLSResult", "IRLSConvergenceError", "SingularDesignError", "PerfectSeparationError",
+           "irls",
            "solve_lower_level", "constrained_mle", "kl_divergence", "ate_per_row", "ate"]
 
 
@@ -118,6 +121,35 @@ class IRLSConvergenceError(RuntimeError):
 class SingularDesignError(RuntimeError):
     """The weighted Hessian ``Σ w A'' x xᵀ`` is singular (collinear/constant columns, or weights
     that vanish on the rows that identify a coefficient).  Add ``l2 > 0`` or drop the column."""
+
+
+class PerfectSeparationError(IRLSConvergenceError, SeparationError):
+    """IRLS diverges because a hyperplane separates the 0/1 response perfectly: the unpenalised
+    MLE does not exist.  An :class:`IRLSConvergenceError` (so App. D.3's fallback catches it) and
+    a :class:`~amlib.validation.SeparationError`.  ``l2 > 0`` makes the minimiser finite."""
+
+    def __init__(self, message: str, diagnostics: dict, columns=()):
+        IRLSConvergenceError.__init__(self, message, diagnostics)
+        self.columns = list(columns)
+
+
+def separation_check(X: torch.Tensor, y: torch.Tensor, family, weights=None,
+                     l2: float = 0.0, diagnostics: dict | None = None) -> None:
+    """Raise :class:`PerfectSeparationError` when an unpenalised Bernoulli GLM on ``X`` (N, p) or
+    (K, N, p), weighted by ``weights``, has separated data (linear program of
+    :func:`amlib.validation.separating_direction`); do nothing otherwise."""
+    if get_family(family).name != "bernoulli" or l2 > 0:
+        return
+    beta = separating_direction(X.detach().cpu().numpy(), y.detach().cpu().numpy(),
+                                None if weights is None else weights.detach().cpu().numpy())
+    if beta is None:
+        return
+    columns = [j for j in range(len(beta)) if abs(beta[j]) > 1e-9 * abs(beta).max()]
+    raise PerfectSeparationError(
+        "perfect separation: a hyperplane splits the 0/1 response exactly, so the unpenalised "
+        "logistic MLE does not exist "
+        "(its coefficients grow without bound); pass l2 > 0, e.g. l2=1e-3 (lam_lower in "
+        "BLAMM), or drop the separating feature(s)", diagnostics or {}, columns)
 
 
 @dataclass
@@ -215,8 +247,7 @@ def irls(X: torch.Tensor, y: torch.Tensor, family: str | Family = "gaussian",
     ``check=False`` skips the input validation (for hot loops whose inputs are checked once).
     """
     family = get_family(family)
-    if l2 < 0:
-        raise ValueError(f"l2 must be >= 0, got {l2}")
+    l2 = check_number("l2", l2, low=0.0, fix="pass l2 >= 0 (0 = no penalty)")
     with torch.no_grad():
         y = y.detach()
         if check:
@@ -237,7 +268,12 @@ def irls(X: torch.Tensor, y: torch.Tensor, family: str | Family = "gaussian",
         hess = None
         for it in range(1, max_iter + 1):
             grad, hess = _grad_hess(X, y, w, theta, family, l2, eta)
-            factor = _cholesky(hess)
+            try:
+                factor = _cholesky(hess)
+            except SingularDesignError:  # say so when separation, not the design, is the cause
+                if it > 1:
+                    separation_check(X, y, family, w, l2, _diagnostics(it, history, theta))
+                raise
             step = -torch.cholesky_solve(grad.unsqueeze(-1), factor).squeeze(-1)
             t, f_new = 1.0, None
             for _ in range(40):  # step halving
@@ -258,6 +294,7 @@ def irls(X: torch.Tensor, y: torch.Tensor, family: str | Family = "gaussian",
                 converged = True  # a quadratic objective is minimised exactly by one Newton step
                 break
         if not converged:
+            separation_check(X, y, family, w, l2, _diagnostics(it, history, theta))
             raise IRLSConvergenceError(
                 f"IRLS did not converge in {max_iter} iterations (relative tolerance {tol}); the "
                 "data may be separable or the weights degenerate: pass l2 > 0 or raise max_iter",

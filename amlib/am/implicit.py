@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import check_number
 from .glm import get_family, solve_lower_level
 
 __all__ = ["glm_argmin", "GLMArgmin", "directional_check"]
@@ -79,8 +80,7 @@ def glm_argmin(design: torch.Tensor, weights: torch.Tensor, y: torch.Tensor, fam
     with extra L2 (``None`` disables it).  ``info``, when given, receives the IRLS iteration count
     and the L2 actually used.  ``check=False`` skips input validation in the solver.
     """
-    if l2 < 0:
-        raise ValueError(f"the lower-level L2 weight must be >= 0, got {l2}")
+    l2 = check_number("l2", l2, low=0.0, fix="the lower-level L2 weight: pass l2 >= 0")
     return GLMArgmin.apply(design, weights, y, family, float(l2), tol, max_iter, theta0,
                            fallback_l2, info, check)
 

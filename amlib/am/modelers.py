@@ -21,7 +21,11 @@
 - ``fit_modeler(frame, remediation, family, response=None, seed=0)`` remediates and fits
   ``statsmodels.GLM(y, [const, X])`` (IRLS from statsmodels' defaults) and returns the results
   object (``.params``, ``.pvalues``, ``.bse``); the completed frame is attached as
-  ``results.completed_frame``.
+  ``results.completed_frame``.  It refuses, with :class:`~amlib.validation.InvalidDataError`,
+  data whose coefficients are not identified (no more rows than coefficients, constant or
+  collinear columns) or a Bernoulli response not coded 0/1, and with
+  :class:`~amlib.validation.SeparationError` completely separated Bernoulli data (no finite MLE
+  of any coefficient).
 
 ``response`` defaults to the frame's last column (the convention of :mod:`amlib.data`).
 """
@@ -29,10 +33,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
+
+from ..validation import InvalidDataError, SeparationError, separating_direction
 
 __all__ = ["REMEDIATIONS", "remediate", "fit_modeler", "mice_backend", "r_available"]
 
@@ -69,6 +76,8 @@ def _split(frame: pd.DataFrame, response: str | None):
     if response not in frame.columns:
         raise KeyError(f"response {response!r} is not a column of the frame")
     features = [c for c in frame.columns if c != response]
+    if len(frame) == 0:
+        raise InvalidDataError("the frame has no rows; pass the (masked) data set to fit")
     bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if bad:
         raise TypeError(f"columns {bad} are not numeric; encode them first")
@@ -161,8 +170,68 @@ def fit_modeler(frame: pd.DataFrame, remediation: str, family: str = "gaussian",
     response, features = _split(frame, response)
     completed = remediate(frame, remediation, response, seed)
     X = sm.add_constant(completed[features].astype(float), has_constant="add")
-    model = sm.GLM(completed[response].astype(float), X,
-                   family=_SM_FAMILIES[str(family).lower()]())
-    results = model.fit()
+    y = completed[response].astype(float)
+    binary = _SM_FAMILIES[str(family).lower()] is sm.families.Binomial
+    _check_identified(X, y, binary, remediation)
+    model = sm.GLM(y, X, family=_SM_FAMILIES[str(family).lower()]())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = model.fit()
+        mu = np.asarray(results.mu)
+    if binary and (mu.min() < 1e-8 or mu.max() > 1 - 1e-8):  # saturated fit: separated?
+        _check_separation(X, y)   # raises instead of statsmodels' overflow warnings
+    for warning in caught:   # not separated: statsmodels' own warnings reach the caller
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
     results.completed_frame = completed
     return results
+
+
+def _check_identified(X: pd.DataFrame, y: pd.Series, binary: bool, remediation: str) -> None:
+    """Refuse data on which the GLM's coefficients are not identified (see module doc)."""
+    n, p = X.shape
+    if n <= p:
+        raise InvalidDataError(
+            f"after {remediation!r} remediation {n} row(s) remain for {p} coefficients "
+            "(intercept included); the GLM needs more rows than coefficients (and standard "
+            "errors need more still): pass more rows or fewer features")
+    if not np.isfinite(X.to_numpy()).all() or not np.isfinite(y.to_numpy()).all():
+        raise InvalidDataError("the data have infinite values; drop those rows or clip them")
+    if binary and not y.isin([0.0, 1.0]).all():
+        raise InvalidDataError(
+            f"a bernoulli/binomial response must be coded 0/1, but {y.name!r} has "
+            f"{y.nunique()} distinct values (e.g. {float(y[~y.isin([0.0, 1.0])].iloc[0])!r}); use "
+            "family='gaussian' for a continuous response, or recode it to 0/1")
+    if binary and y.nunique() < 2:
+        raise InvalidDataError(
+            f"the 0/1 response {y.name!r} takes only the value {float(y.iloc[0]):g}, so the "
+            "logistic MLE does not exist; pass data with both classes (check response=, which "
+            "defaults to the last column)")
+    constant = [c for c in X.columns[1:] if X[c].nunique() <= 1]
+    if constant:
+        raise InvalidDataError(
+            f"features {constant} are constant after {remediation!r} remediation, so their "
+            "coefficients are not identified next to the intercept; drop them from the frame")
+    if np.linalg.matrix_rank(X.to_numpy()) < p:
+        raise InvalidDataError(
+            "the design [const, features] is rank deficient (some features are linear "
+            "combinations of others), so the coefficients are not identified; drop the "
+            "redundant features")
+
+
+def _check_separation(X: pd.DataFrame, y: pd.Series) -> None:
+    """Raise :class:`SeparationError` when the 0/1 response is completely separated by ``X``
+    (every coefficient meaningless), naming the features whose removal alone ends it.
+    Quasi-complete separation (a rare dummy whose rows share one class) only makes that
+    dummy's coefficient diverge; statsmodels' warning is passed on and the fit returned."""
+    values, target = X.to_numpy(), y.to_numpy()
+    if separating_direction(values, target, complete=True) is None:
+        return
+    fixes = [c for j, c in enumerate(X.columns) if j > 0 and
+             separating_direction(np.delete(values, j, axis=1), target, complete=True) is None]
+    advice = (f"drop one of the features {fixes}, which is what separates it, " if fixes else
+              "drop the features that separate it ")
+    raise SeparationError(
+        "perfect separation: a hyperplane of the features splits the 0/1 response exactly, "
+        "so the logistic MLE does not exist (statsmodels would report huge coefficients with "
+        f"p-values near 1); {advice}or fit a penalised model", fixes)

@@ -21,6 +21,7 @@ import pandas as pd
 import statsmodels.api as sm
 
 from .registry import register
+from .trials import run_trials
 from ..am.attack import ATTACKS, AttackRun, train_attack
 from ..data import load
 
@@ -139,9 +140,25 @@ def table3_targets() -> list[AMTarget]:
     return [AM_TARGETS[name] for name in paper_table3()["dataset"]]
 
 
-def table3(seeds) -> pd.DataFrame:
-    """One row per data set (in Table 3's order) and split seed."""
-    return pd.DataFrame([table3_row(spec, seed) for spec in table3_targets() for seed in seeds])
+def _table3_trial(params: dict) -> dict:
+    """One cached trial of :func:`table3`: the row of ``params["dataset"]`` on split
+    ``params["seed"]``."""
+    return table3_row(AM_TARGETS[params["dataset"]], params["seed"])
+
+
+def table3(seeds, *, cache: bool = False, experiment: str = "am-table3",
+           progress: bool | None = None) -> pd.DataFrame:
+    """One row per data set (in Table 3's order) and split seed.
+
+    The rows are fitted through :func:`~amlib.experiments.trials.run_trials`: one progress bar
+    (only when stderr is a terminal) and, with ``cache=True``, one cached trial per (data set,
+    seed), so an interrupted ``amlib reproduce am-table3`` resumes.
+    """
+    trials = [{"dataset": spec.dataset, "seed": int(seed)}
+              for spec in table3_targets() for seed in seeds]
+    rows = run_trials(_table3_trial, trials, experiment=experiment, cache=cache,
+                      progress=progress)
+    return pd.DataFrame(rows)
 
 
 def paper_table3() -> pd.DataFrame:
@@ -157,7 +174,7 @@ CONFIG = {"quick": {"seeds": list(range(20))}, "paper": {"seeds": list(range(20)
 @register("am-table3")
 def run(profile: str) -> dict:
     config = CONFIG[profile]
-    rows = table3(config["seeds"])
+    rows = table3(config["seeds"], cache=True, experiment=f"am-table3-{profile}")
     targets = [{"dataset": t.dataset, "target_feature": t.target_feature, "family": t.family}
                for t in table3_targets()]
     return {"seed": config["seeds"][0], "config": {**config, "targets": targets},

@@ -42,7 +42,7 @@ class ExperimentInfo:
 
 EXPERIMENT_INFO: dict[str, ExperimentInfo] = {
     "am-table3": ExperimentInfo("AM paper Table 3: adversarial GLMs and their NMSE/accuracy",
-                                "9 s", resumable=False),
+                                "9 s"),
     "am-toy": ExperimentInfo("AM paper Figure 2: BLAMM on a two-feature toy, five seeds", "24 s"),
     "am-pvalues": ExperimentInfo("AM paper Tables 4–9: p-values of the hidden coefficient",
                                  "343 s"),

@@ -20,10 +20,44 @@ import numpy as np
 import torch
 
 from .hessian import HessianOperator, dense_hessian, null_space_shift
+from ..validation import SeparationWarning, separating_direction
 from .models import LogisticModel, NotStationaryWarning, as_features, as_labels, check_theta
 from .solvers import conjugate_gradient
 
-__all__ = ["FitResult", "fit_logistic", "fit_logistic_sgd"]
+__all__ = ["FitResult", "fit_logistic", "fit_logistic_sgd", "SeparatedDataWarning",
+           "is_separated"]
+
+
+class SeparatedDataWarning(NotStationaryWarning, SeparationWarning):
+    """Binary labels perfectly separated and no L2 penalty: R(θ) has no minimiser, so the
+    'stationary' point found is an artefact of a vanishing gradient."""
+
+
+def is_separated(model: LogisticModel, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
+                 sample_weight: torch.Tensor | None = None) -> bool:
+    """True when an unpenalised (``l2 = 0``) binary model sits on perfectly separated data.
+
+    Cheap unless θ already classifies some row with a margin above 20 (probability
+    1 − 2e-9); only then the linear program of :func:`amlib.validation.separating_direction`
+    decides.  Multiclass models and ``l2 > 0`` are never reported.
+    """
+    if not model.binary or model.l2 > 0:
+        return False
+    margins = (2 * y.to(X.dtype) - 1) * model.logits(theta, X)[:, 0]
+    if float(margins.max()) <= 20:
+        return False
+    design = X.detach().cpu().numpy()
+    if model.bias:
+        design = np.concatenate([design, np.ones((design.shape[0], 1))], axis=1)
+    weights = None if sample_weight is None else sample_weight.detach().cpu().numpy()
+    return separating_direction(design, y.cpu().numpy(), weights) is not None
+
+
+def _separation_message(theta) -> str:
+    return ("perfect separation: a hyperplane splits the 0/1 labels exactly, so without an L2 "
+            "penalty R(θ) has no minimiser; the fit stopped at ‖θ‖ = "
+            f"{float(theta.norm()):.3g} only because the gradient vanishes there, and influence "
+            "values at such θ are ~0. Pass l2 > 0 (e.g. l2=1e-3).")
 
 
 @dataclass
@@ -164,7 +198,11 @@ def fit_logistic(X, y, *, n_classes: int | None = None, bias: bool = True, l2: f
                                     tolerance_change=0.0, history_size=20,
                                     line_search_fn="strong_wolfe")
     converged = gnorm <= tol
-    if not converged and warn:
+    if converged and is_separated(model, theta, X, y, w):
+        if warn:
+            warnings.warn(_separation_message(theta), SeparatedDataWarning, stacklevel=2)
+        converged = False
+    elif not converged and warn:
         warnings.warn(_stationary_message(gnorm, tol, theta, f"fit_logistic({method!r}) stopped "
                                           f"after {it} iterations"),
                       NotStationaryWarning, stacklevel=2)

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..validation import InvalidParameterTypeError
+
 __all__ = ["LogisticModel", "NotStationaryWarning", "scale_theta", "as_features", "as_labels",
            "check_theta"]
 
@@ -232,6 +234,12 @@ class LogisticModel:
     def validate(self, theta: torch.Tensor | None, X, y=None, name: str = ""):
         """Convert and check (X, y) against this model (and θ's length/dtype when given)."""
         dtype = theta.dtype if theta is not None else None
+        if (dtype is not None and isinstance(X, torch.Tensor) and torch.is_floating_point(X)
+                and torch.finfo(X.dtype).bits > torch.finfo(dtype).bits):
+            raise InvalidParameterTypeError(
+                f"theta is {dtype} but X{name} is {X.dtype}: the result would silently be "
+                f"computed in {dtype}; pass theta.to({X.dtype}) (or X{name}.to({dtype}) to "
+                "compute in the lower precision on purpose)")
         X = as_features(X, dtype=dtype, name="X" + name)
         if X.shape[1] != self.n_features:
             raise ValueError(f"X{name} has {X.shape[1]} columns but the model has "

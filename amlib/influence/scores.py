@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .fitting import fit_logistic
+from ..validation import SeparationError
+from .fitting import _separation_message, fit_logistic, is_separated
 from .hessian import direction_logits
 from .ihvp import InverseHVP
 from .models import LogisticModel, NotStationaryWarning
@@ -192,6 +193,8 @@ def influence_values(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_
     X_test, y_test = model.validate(theta, X_test, y_test, name="_test")
     gnorm = float("nan")
     if check_stationary:
+        if is_separated(model, theta.detach(), X, y):
+            raise SeparationError(_separation_message(theta.detach()))
         gnorm, rel = stationarity(model, theta.detach(), X, y)
         if rel > stationary_rtol:
             warnings.warn(
