@@ -7,7 +7,12 @@ import torch
 from amlib.am.blamm import BLAMM
 from amlib.am.modelers import fit_modeler
 from amlib.experiments.am_toy import toy_accuracy as _accuracy
-from amlib.experiments.am_toy import toy_data as toy_frame  # Figure 2's 2-D logistic regression
+from amlib.experiments.am_toy import toy_data
+
+
+def toy_frame(n=400, seed=0):
+    """Figure 2's setting: 2-D logistic regression with a tilted true boundary."""
+    return toy_data(n, seed)
 
 
 def test_figure2_attack_succeeds_and_mcar_fails(tmp_path):
