@@ -7,10 +7,11 @@ import torch
 from amlib.am.blamm import BLAMM
 from amlib.am.modelers import fit_modeler
 from amlib.experiments.am_toy import toy_accuracy as _accuracy
-from amlib.experiments.am_toy import toy_data  # Figure 2's 2-D logistic regression
+from amlib.experiments.am_toy import toy_data
 
 
 def toy_frame(n=400, seed=0):
+    """Figure 2's setting: 2-D logistic regression with a tilted true boundary."""
     return toy_data(n, seed)
 
 

@@ -12,6 +12,8 @@ The L1 distances leave the intercept out, as the paper's do: its Table 10 coeffi
 prints 0.76) but 0.26 with it, and its Table 12 gives an unnormalised diabetes MCAR distance of
 31 without (Table 7: 33.9 averaged over masks) against 42 with.
 
+Every attack is trained by :func:`amlib.am.attack.train_attack` from the settings of
+:data:`amlib.experiments.am_datasets.TABLE4` (which states how the paper's λs are converted).
 The ``regression`` attack follows the paper: the CCA attack for the first 60% of the epochs, then
 fine-tuning on the regression-imputation proxy with the learning rate divided by 100.
 
