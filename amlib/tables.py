@@ -48,20 +48,23 @@ def format_value(value, digits: int = 3) -> str:
 
 
 def show_table(df: pd.DataFrame, label: str | None = None, *, caption: str | None = None,
-               digits: int = 3, formats: dict | None = None, index: bool = False):
+               digits: int = 3, formats: dict | None = None, index: bool = False,
+               full: pd.DataFrame | None = None):
     """A styled table for the page; with ``label`` also ``book/figures/<label>.csv``.
 
     ``formats`` maps a column to its own format (a format string such as ``"{:.1f}"`` or a
     function); other columns use :func:`format_value` with ``digits``.  ``index=True`` keeps the
     index as the first column (by default it becomes an ordinary column when it has a name and
-    is dropped when it is the default range).
+    is dropped when it is the default range).  ``full`` is the table written to the CSV when the
+    page shows only part of it (one of several small tables split from a wide one).
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"show_table needs a pandas DataFrame, got {type(df).__name__}")
     if label is not None:
         folder = figure_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        df.to_csv(folder / f"{label}.csv", index=not isinstance(df.index, pd.RangeIndex))
+        written = df if full is None else full
+        written.to_csv(folder / f"{label}.csv", index=not isinstance(written.index, pd.RangeIndex))
     shown = df
     if not index and not isinstance(df.index, pd.RangeIndex):
         shown = df.reset_index()
