@@ -15,8 +15,8 @@ caption and the label in its metadata, so myst-nb renders a numbered ``<figure>`
     "metadata": {"mystnb": {"figure": {"caption": "What to see, not only what is plotted.",
                                        "name": "fig-<topic>"}}}
 
-Prose cites it with a ``numref`` role on ``fig-<topic>`` ("Fig. 1"; figures are numbered per
-chapter page).  The markdown cell right after the figure links its files (the files exist once
+Prose cites it with a ``numref`` role on ``fig-<topic>`` ("Fig. 9"; Sphinx numbers figures
+through the whole book).  The markdown cell right after the figure links its files (the files exist once
 the notebook has run, which the book build does before it resolves the links);
 :func:`figure_files` writes that line::
 

@@ -78,7 +78,10 @@ def show_table(df: pd.DataFrame, label: str | None = None, *, caption: str | Non
     styler = styler.hide(axis="index")
     numeric = [c for c in shown.columns if pd.api.types.is_numeric_dtype(shown[c])
                and not pd.api.types.is_bool_dtype(shown[c])]
-    others = [c for c in shown.columns if c not in numeric]
+    flags = [c for c in shown.columns if pd.api.types.is_bool_dtype(shown[c])]
+    others = [c for c in shown.columns if c not in numeric and c not in flags]
+    if flags:
+        styler = styler.set_properties(subset=flags, **{"text-align": "center"})
     if numeric:
         styler = styler.set_properties(subset=numeric, **{"text-align": "right"})
     if others:
