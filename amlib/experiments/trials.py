@@ -19,9 +19,23 @@ from pathlib import Path
 from typing import Callable
 
 from joblib import Parallel, delayed
-from tqdm.auto import tqdm
 
 from ..paths import trial_cache_dir
+
+def _progress_bar(**kwargs):
+    """tqdm's notebook bar where ipywidgets can draw it, its text bar elsewhere.
+
+    ``tqdm.auto`` warns (TqdmWarning, with a local path) as soon as it is imported in a Jupyter
+    kernel without ipywidgets; choosing the bar here keeps that text out of the book's pages.
+    """
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(**kwargs)
+
 
 __all__ = ["trial_key", "run_trials", "run_profile", "default_cache", "code_fingerprint",
            "sweep_settings", "IN_SWEEP_ENV"]
@@ -118,7 +132,7 @@ def run_trials(function: Callable[[dict], dict], trials: list[dict], *, experime
         progress = os.isatty(2)
     if sweep_settings["backend"] != "local":
         n_jobs = -1
-    bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc=experiment,
+    bar = _progress_bar(total=len(trials), initial=len(trials) - len(todo), desc=experiment,
                disable=not progress)
     if n_jobs != 1 and todo:
         try:
