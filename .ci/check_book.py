@@ -65,8 +65,11 @@ async () => {
 
 
 def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):   # no access log in CI's output
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
@@ -93,7 +96,7 @@ def notebook_pages(root: Path, notebooks: Path) -> list[str]:
         code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
         html = page.read_text()
         name = page.relative_to(root).as_posix()
-        if code.strip() and "cell_output" not in html:
+        if code.strip() and 'class="cell_output' not in html:
             problems.append(f"{name}: no cell output (the notebook did not run in the build)")
         elif "plt.show()" in code and "<img" not in html:
             problems.append(f"{name}: the notebook draws a figure but the page shows none "
