@@ -1,8 +1,11 @@
 """Load every page of the built book in headless Chromium and check what a reader sees.
 
-Fails (exit 1, one line per problem) when a page shows raw TeX after MathJax ran, a MathJax
-error, a broken image, a figure without a caption or a table wider than the content column, or
-when a notebook's execution failed during the build (``_build/html/reports/*.err.log``).
+Fails (exit 1, the problems listed under their page) when a page shows raw TeX after MathJax
+ran, a MathJax error, a broken image, a figure without a caption, an image, equation or table
+wider than the content column, or when a notebook's execution failed during the build: Jupyter
+Book leaves ``_build/html/reports/*.err.log`` and, on a rebuild from its cache, a chapter page
+without any cell output.  A chapter whose notebook draws a figure (``plt.show()``) must show an
+image (an inherited ``MPLBACKEND`` once silently dropped every figure from the book).
 
 Usage: ``.venv/bin/python .ci/check_book.py [_build/html]``.  Needs Debian's ``chromium`` and the
 ``playwright`` Python package (no browser download: the system Chromium is used).
@@ -11,9 +14,11 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 
 PAGE_CHECKS = r"""
@@ -60,8 +65,11 @@ async () => {
 
 
 def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):   # no access log in CI's output
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
@@ -72,10 +80,36 @@ def execution_failures(root: Path) -> list[str]:
     return [f"notebook execution failed: {log.name}" for log in sorted((root / "reports").glob("*.err.log"))]
 
 
-def check(root: Path) -> list[str]:
+def notebook_pages(root: Path, notebooks: Path) -> list[str]:
+    """Chapter pages built from a notebook that show no output, or no figure they draw.
+
+    A notebook committed without outputs whose execution failed (or was skipped) becomes a page
+    without any ``cell_output``; a second build from the cache then reports success, so the page
+    itself is checked.  Only pages that were built (listed in the table of contents) count.
+    """
+    problems = []
+    for nb in sorted(notebooks.glob("*.ipynb")):
+        page = root / notebooks.name / f"{nb.stem}.html"
+        if not page.is_file():
+            continue
+        cells = json.loads(nb.read_text())["cells"]
+        code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        html = page.read_text()
+        name = page.relative_to(root).as_posix()
+        if code.strip() and 'class="cell_output' not in html:
+            problems.append(f"{name}: no cell output (the notebook did not run in the build)")
+        elif "plt.show()" in code and "<img" not in html:
+            problems.append(f"{name}: the notebook draws a figure but the page shows none "
+                            "(check MPLBACKEND in the book's kernels)")
+    return problems
+
+
+def check(root: Path, notebooks: Path = Path(__file__).resolve().parent.parent / "notebooks") -> list[str]:
     from playwright.sync_api import sync_playwright
 
-    problems = execution_failures(root)
+    problems = execution_failures(root) + notebook_pages(root, notebooks)
+    for line in problems:
+        print(line)
     browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser_path is None:
         return problems + ["chromium not found: apt-get install chromium"]
@@ -93,6 +127,8 @@ def check(root: Path) -> list[str]:
                 found = page.evaluate(PAGE_CHECKS)
                 problems += [f"{name}: {p}" for p in found]
                 print(f"{name}: {'ok' if not found else f'{len(found)} problem(s)'}")
+                for line in found:
+                    print(f"    {line}")
             browser.close()
     finally:
         server.shutdown()
@@ -104,10 +140,11 @@ def main() -> int:
     if not (root / "index.html").is_file():
         print(f"no built book at {root}: run `make book` first", file=sys.stderr)
         return 1
+    start = time.perf_counter()
     problems = check(root)
     for line in problems:
         print(line, file=sys.stderr)
-    print(f"book check: {len(problems)} problem(s)")
+    print(f"book check: {len(problems)} problem(s) in {time.perf_counter() - start:.0f} s")
     return 1 if problems else 0
 
 
