@@ -7,12 +7,10 @@ from pathlib import Path
 
 import matplotlib
 
+from .paths import figure_dir
 from .provenance import provenance
 
 __all__ = ["set_style", "save_figure", "figure_dir"]
-
-_REPO = Path(__file__).resolve().parents[1]
-
 
 def set_style() -> None:
     """The book's seaborn theme (white grid, colour-blind palette, readable font sizes)."""
@@ -20,11 +18,6 @@ def set_style() -> None:
 
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     matplotlib.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight"})
-
-
-def figure_dir() -> Path:
-    """Where figures go: ``AMLIB_FIGURE_DIR``, default ``book/figures`` in the repository."""
-    return Path(os.environ.get("AMLIB_FIGURE_DIR", _REPO / "book" / "figures"))
 
 
 def save_figure(fig, name: str, *, experiment: str, profile: str, seed: int | None,

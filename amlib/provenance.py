@@ -5,21 +5,24 @@ import datetime as _dt
 import platform
 import subprocess
 from importlib import metadata
-from pathlib import Path
+
+from .paths import source_checkout
 
 __all__ = ["provenance", "git_commit"]
 
 _PACKAGES = ["amlib", "torch", "pytorch-lightning", "numpy", "pandas", "scipy", "scikit-learn",
              "statsmodels", "matplotlib", "seaborn"]
-_REPO = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str:
     """The checkout's commit, with ``-dirty`` when tracked files differ from it ("unknown" outside git)."""
+    repo = source_checkout()
+    if repo is None:
+        return "unknown"
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True,
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
                                capture_output=True, text=True, check=True).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

@@ -9,6 +9,7 @@ and runs it with a chosen number of threads.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 
@@ -52,12 +53,15 @@ def fit_full_batch(module: pl.LightningModule, epochs: int, seed: int, *,
                    logger=False, accelerator: str = "cpu") -> pl.LightningModule:
     """Seed, then run ``epochs`` full-batch steps of ``module`` under a quiet ``Trainer``.
 
-    ``progress_bar=None`` shows Lightning's bar only in an interactive terminal;
+    ``progress_bar=None`` shows Lightning's bar only in an interactive terminal and never inside
+    a sweep's trial (the sweep draws one bar for all its trials);
     ``num_threads`` sets torch's intra-op threads for the run and restores them afterwards.
     """
     quiet_lightning()
     pl.seed_everything(seed, verbose=False)
-    bar = sys.stdout.isatty() if progress_bar is None else bool(progress_bar)
+    if progress_bar is None:
+        progress_bar = sys.stdout.isatty() and not os.environ.get("AMLIB_IN_SWEEP")
+    bar = bool(progress_bar)
     threads = torch.get_num_threads()
     if num_threads:
         torch.set_num_threads(num_threads)

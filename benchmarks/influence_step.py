@@ -27,9 +27,10 @@ a linear softmax model with bias trained by the paper's SGD recipe, damping δ =
 Hessian. Per shape, every measurement runs in a fresh Python process, and its peak resident set
 (``ru_maxrss`` of that child from ``os.wait4``; ``VmHWM`` as a cross-check) is reported:
 
-- ``floor``: the interpreter, torch, amlib.influence and the data set — no attack at all;
-- ``ours``: ``--steps`` attack steps (the first cold, later ones warm-started from the previous
-  solutions), each timed, with the solvers' true relative residuals ‖(H + δI)x − v‖/‖v‖ —
+- ``floor``: the interpreter, torch, amlib.influence with its attack module (and so Lightning)
+  and the data set — no attack at all;
+- ``ours``: ``--steps`` steps of ``TargetedInfluenceAttack`` itself (its ``attack_step``; the
+  first cold, later ones warm-started from the previous solutions), each timed, with the solvers' true relative residuals ‖(H + δI)x − v‖/‖v‖ —
   once as ``TargetedInfluenceAttack`` runs by default (variant ``library``: CG preconditioned by
   the library's K-FAC preconditioner, ``InverseHVP(precondition="kfac", gram=...)``, with the
   feature Gram matrix factorised once per data set and its time reported as ``gram_seconds``)
@@ -149,36 +150,6 @@ def _vm_hwm_bytes() -> int:
     return -1
 
 
-class _SavedBytes:
-    """Counts the bytes of the distinct storages autograd saves for backward inside the context
-    (``torch.autograd.graph.saved_tensors_hooks``), leaving out the data matrices given, which
-    exist anyway. A deterministic measure of the memory a backward pass holds on to."""
-
-    def __init__(self, *exclude):
-        self.exclude = {t.untyped_storage().data_ptr() for t in exclude}
-        self.seen = {}
-
-    def __enter__(self):
-        import torch
-
-        def pack(t):
-            storage = t.untyped_storage()
-            if storage.data_ptr() not in self.exclude:
-                self.seen[storage.data_ptr()] = storage.nbytes()
-            return t
-
-        self._ctx = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
-        self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._ctx.__exit__(*exc)
-
-    @property
-    def nbytes(self) -> int:
-        return int(sum(self.seen.values()))
-
-
 def _reset_peak() -> int:
     """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5) and return that RSS in bytes."""
     try:
@@ -242,7 +213,7 @@ def role_floor(args) -> dict:
     """Interpreter + torch + amlib.influence + the data: what every configuration pays anyway."""
     import torch
 
-    import amlib.influence  # noqa: F401  (its import footprint belongs to the floor)
+    import amlib.influence.attacks  # noqa: F401  (the attack module and Lightning: the floor)
 
     torch.set_num_threads(args.threads)
     X, y, Xt, yt, theta, meta = _load(Path(args.problem))
@@ -261,89 +232,64 @@ def _setup(args):
 
 
 def role_ours(args) -> dict:
-    """``--steps`` steps of the backward-friendly attack, each timed; solver residuals.
+    """``--steps`` steps of :class:`amlib.influence.TargetedInfluenceAttack`, each timed.
 
-    The step is the one :class:`amlib.influence.TargetedInfluenceAttack` takes (without the
-    Lightning loop around it): one solver per θ, s_a for the ranking, the coefficients, s_b and
-    the surrogate's gradient with the same solver, Adam, projection. Warm starts from the
-    previous step's s_a and s_b, as the attack does.
+    The attack's own step (:meth:`~amlib.influence.TargetedInfluenceAttack.attack_step`, without
+    the Lightning loop around it): one solver per θ, s_a for the ranking, the coefficients, s_b
+    and the surrogate's gradient with the same solver, Adam, projection; warm starts from the
+    previous step's s_a and s_b. Early stopping is off so that every step does the full work.
     """
     import torch
 
-    from amlib.influence import (FeatureGram, InverseHVP, attack_coefficients,
-                                 per_sample_grad_dot, project_to_ball, ranks, surrogate_gradient,
-                                 test_gradient)
+    from amlib.influence import FeatureGram, TargetedInfluenceAttack, values_and_ranks
+    from amlib.influence.memory import SavedTensorBytes
 
     model, X, y, Xt, yt, theta_star, meta = _setup(args)
     solver_opts = {"tol": args.tol, **json.loads(args.solver_opts)}
+    solver_opts.setdefault("precondition", "kfac" if args.variant == "library" else False)
     reported_opts = dict(solver_opts)
     start = time.perf_counter()
     gram_s = 0.0
-    if args.variant == "library":   # as TargetedInfluenceAttack does: one Gram per data set
-        solver_opts.setdefault("precondition", "kfac")
-        if solver_opts["precondition"] == "kfac":
-            gram = FeatureGram.from_features(model, X)
-            solver_opts["gram"], gram_s = gram, gram.seconds
-    else:
-        solver_opts.setdefault("precondition", False)
-    reported_opts["precondition"] = solver_opts["precondition"]
-
-    def rank_step(theta, s_a):
-        solver = InverseHVP(model, theta, X, method="cg", damping=DAMPING, **solver_opts)
-        info = solver.solve(test_gradient(model, theta, Xt, yt), x0=s_a)
-        with torch.no_grad():
-            values = per_sample_grad_dot(model, theta, X, y, info.solution, solver=solver)
-            accuracy = float((model.predict(theta, Xt) == yt).double().mean())
-        return solver, info, values, accuracy
-
-    _, honest, values0, _ = rank_step(theta_star, None)
-    rank0 = ranks(values0)
+    if solver_opts["precondition"] == "kfac":   # as the attack does: one Gram per data set
+        gram = FeatureGram.from_features(model, X)
+        solver_opts["gram"], gram_s = gram, gram.seconds
+    honest = values_and_ranks(model, theta_star, X, y, Xt, yt, method="cg", damping=DAMPING,
+                              **solver_opts)
+    rank0 = honest.ranks()
     target = int((rank0 == len(rank0) // 2).nonzero()[0, 0])   # the median-ranked point
+    attack = TargetedInfluenceAttack(model, theta_star, X, y, Xt, yt, target, k=K_TOP, eps=EPS,
+                                     lr=LR, steps=args.steps, lr_drop_step=None,
+                                     method="cg", damping=DAMPING, solver_opts=solver_opts,
+                                     early_stop=False)
+    optimizer, scheduler = attack.make_optimizer()
     setup_s = time.perf_counter() - start
-    radius = EPS * float(theta_star.norm())
-    theta = theta_star.clone().requires_grad_(True)
-    opt = torch.optim.Adam([theta], lr=LR)
-    s_a = s_b = None
     steps = []
     for step in range(args.steps):
-        t0 = time.perf_counter()
-        solver, info, values, accuracy = rank_step(theta.detach(), s_a)
-        r = ranks(values)
-        c = attack_coefficients(values, target, K_TOP, "higher_ranked")
-        t1 = time.perf_counter()
-        with _SavedBytes(X, Xt) as saved:
-            out = surrogate_gradient(model, theta.detach(), X, y, Xt, yt, c, s_a=info.solution,
-                                     x0=s_b, solver=solver)
-        t2 = time.perf_counter()
-        opt.zero_grad()
-        theta.grad = out.grad.to(theta.dtype)
-        opt.step()
-        with torch.no_grad():
-            theta.copy_(project_to_ball(theta, theta_star, radius))
-        t3 = time.perf_counter()
-        s_a, s_b = info.solution, out.s_b
-        steps.append({"step": step, "seconds": t3 - t0, "rank_seconds": t1 - t0,
-                      "surrogate_seconds": t2 - t1, "update_seconds": t3 - t2,
-                      "target_rank": int(r[target]), "objective": float(out.value),
-                      "graph_bytes": saved.nbytes,
-                      "accuracy": accuracy,
-                      "cg_iters_a": int(info.iterations),
-                      "cg_iters_b": int(out.ihvp_info.iterations),
-                      "residual_a": float(info.relative_residual),
-                      "residual_b": float(out.ihvp_info.relative_residual)})
+        with SavedTensorBytes(X, Xt) as saved:
+            record = attack.attack_step(optimizer, scheduler)
+        steps.append({"step": step, "seconds": record["seconds"],
+                      "rank_seconds": record["rank_seconds"],
+                      "surrogate_seconds": record["gradient_seconds"],
+                      "update_seconds": record["update_seconds"],
+                      "target_rank": record["rank"], "objective": record["objective"],
+                      "graph_bytes": saved.nbytes, "accuracy": record["accuracy"],
+                      "cg_iters_a": record["rank_iterations"],
+                      "cg_iters_b": record["gradient_iterations"],
+                      "residual_a": record["rank_residual"],
+                      "residual_b": record["gradient_residual"]})
     return {"setup_seconds": setup_s, "gram_seconds": gram_s, "variant": args.variant,
             "target": target, "steps": steps,
-            "honest_cg_iters": int(honest.iterations), "solver_opts": reported_opts}
+            "honest_cg_iters": int(honest.ihvp_info.iterations), "solver_opts": reported_opts}
 
 
 def role_lissa(args) -> dict:
     """One LiSSA solve with the original settings vs CG on the same right-hand side."""
     import torch
 
-    from amlib.influence import HessianOperator, InverseHVP, test_gradient
+    from amlib.influence import HessianOperator, InverseHVP, query_gradient
 
     model, X, y, Xt, yt, theta, meta = _setup(args)
-    v = test_gradient(model, theta, Xt, yt)
+    v = query_gradient(model, theta, Xt, yt)
     lissa = InverseHVP(model, theta, X, method="lissa", damping=0.0, lissa_scale=25.0,
                        lissa_damping=0.01, lissa_samples=1_000_000, lissa_batch=1024, seed=0)
     res = lissa.solve(v)
@@ -383,6 +329,7 @@ def role_naive(args) -> dict:
     import torch
 
     from amlib.influence import attack_coefficients, influence_values, naive_objective
+    from amlib.influence.memory import SavedTensorBytes
 
     model, X, y, Xt, yt, theta, meta = _setup(args)
     inf = influence_values(model, theta, X, y, Xt, yt, method="cg", damping=DAMPING,
@@ -392,7 +339,7 @@ def role_naive(args) -> dict:
     setup_peak = _vm_hwm_bytes()   # the ranking above; the peak is then reset to measure the naive part
     rss_before = _reset_peak()
     start = time.perf_counter()
-    with _SavedBytes(X, Xt) as saved:
+    with SavedTensorBytes(X, Xt) as saved:
         value = naive_objective(model, th, X, y, Xt, yt, c, cg_iters=args.cg_iters,
                                 damping=DAMPING, tol=args.tol)
     value.backward()

@@ -3,12 +3,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amlib.experiments.am_pvalues import ATTACKS, PROFILES, feature_table, run_trial, summarise, trial_grid
+from amlib.experiments.am_datasets import TABLE4
+from amlib.experiments.am_pvalues import PROFILES, feature_table, run_trial, summarise, trial_grid
 
 
 def test_paper_grid_is_table4():
     trials = trial_grid(PROFILES["paper"])
-    assert len(trials) == 10 == len(ATTACKS)
+    assert len(trials) == 10 == len(TABLE4)
     by_key = {(t["dataset"], t["attack"]): t for t in trials}
     assert by_key[("ca-housing", "cca")]["epochs"] == 600
     assert by_key[("ca-housing", "cca")]["lam_upper"] == 0.05

@@ -9,13 +9,14 @@ stale in either direction.
 import pandas as pd
 import pytest
 
-from amlib.experiments.am_pvalues import (DATASETS, KNOWN_DISAGREEMENTS, claimed_cells,
+from amlib.experiments.am_datasets import AM_TARGETS
+from amlib.experiments.am_pvalues import (KNOWN_DISAGREEMENTS, claimed_cells,
                                           compare_cells, missing_rates, paper_values)
-from amlib.experiments.runner import read_results
+
 
 @pytest.fixture(scope="module")
-def record():
-    return read_results("am-pvalues")
+def record(paper_results):
+    return paper_results("am-pvalues")
 
 
 @pytest.fixture(scope="module")
@@ -93,4 +94,90 @@ def test_diagnostics_keep_ca_housing_cca_below_threshold(record):
 
 
 def test_every_dataset_has_feature_tables(record):
-    assert set(record["results"]["features"]) == set(DATASETS)
+    assert set(record["results"]["features"]) == set(AM_TARGETS)
+
+
+def test_chapter_tables_line_up_with_the_record(record, paper_results):
+    """The chapter's side-by-side tables: one row per (modeler, attack) pair run, one column per
+    (data set, mechanism, side); the coefficient table's θp is the Table 3 fit of the same split."""
+    from amlib.experiments.am_tables import (coefficient_table, l1_cells, pvalue_text,
+                                             side_by_side)
+
+    assert [pvalue_text(p) for p in (0.0, 0.5, 0.01, 2e-5)] == ["0", "0.500 ✓", "0.010", "2e-05"]
+    summary = pd.DataFrame(record["results"]["summary"])
+    cells = compare_cells(summary)
+    wide = side_by_side(cells, "pvalue_paper", "pvalue_ours", pvalue_text)
+    assert wide.shape == (len(cells[["modeler", "attack"]].drop_duplicates()),
+                          2 * len(cells[["dataset", "mechanism"]].drop_duplicates()))
+    l1 = l1_cells(summary)
+    assert (l1.loc[l1["normalised"], "ratio"]
+            == l1.loc[l1["normalised"], "l1_normalised"] / l1.loc[l1["normalised"], "value"]).all()
+    table = coefficient_table(record, "diabetes", "cca", "cca")
+    table3 = pd.DataFrame(paper_results("am-table3")["results"]).query("seed == 0")
+    assert table.loc["sex", "θp"] == pytest.approx(
+        table3.set_index("dataset").loc["diabetes", "coef"], rel=1e-10)
+    assert table.loc["sex", "θα"] == 0.0
+
+
+def test_matched_attacks_land_near_theta_alpha(summary):
+    """Tables 1, 6, 7: a modeler met by its own attack lands within 0.15 (normalised ℓ1) of θα
+    and at most half as far as under MCAR at the same rate; regression imputation and CCA
+    behave alike under MCAR (the paper's columns differ by a few hundredths)."""
+    from amlib.experiments.am_tables import l1_cells
+
+    l1 = l1_cells(summary)
+    normalised = l1[l1["normalised"]].set_index(["dataset", "modeler", "attack", "mechanism"])
+    blamm = normalised.xs("BLAMM", level="mechanism")
+    mcar = normalised.xs("MCAR", level="mechanism")
+    matched = blamm[blamm.index.get_level_values("modeler") == blamm.index.get_level_values("attack")]
+    assert len(matched) >= 6
+    assert (matched["l1_normalised"] < 0.15).all(), matched["l1_normalised"]
+    assert (matched["l1_normalised"] < 0.5 * mcar.loc[matched.index, "l1_normalised"]).all()
+    by_modeler = (summary[(summary["mechanism"] == "MCAR")
+                          & summary["dataset"].isin(["ca-housing", "wine-quality"])]
+                  .groupby(["dataset", "modeler"])["l1_normalised"].mean().unstack())
+    assert ((by_modeler["regression"] - by_modeler["cca"]).abs() < 0.05).all()
+
+
+def test_successful_attacks_cost_little_on_the_audit_split(summary, paper_results):
+    """Table 9: wherever the attack succeeds (mean p > 0.05) the modeler's audit score is within
+    0.05 of θα's (Table 3); scores above 1 (NMSE blown up by ca-housing's AveOccup outliers)
+    occur only for the CCA modeler under MCAR, and their medians stay below 0.6."""
+    table3 = pd.DataFrame(paper_results("am-table3")["results"]).query("seed == 0")
+    theta_alpha_score = table3.set_index("dataset")["score_theta_alpha"]
+    blamm = summary[(summary["mechanism"] == "BLAMM") & (summary["pvalue"] > 0.05)]
+    cost = (blamm["audit_score"] - blamm["dataset"].map(theta_alpha_score)).abs()
+    assert len(blamm) >= 20 and cost.max() < 0.05, cost.max()
+    blown = summary[summary["audit_score"] > 1.0]
+    assert set(blown["dataset"]) == {"ca-housing"} and set(blown["mechanism"]) == {"MCAR"}
+    assert set(blown["modeler"]) == {"cca"} and (blown["audit_score_median"] < 0.6).all()
+
+
+def test_coefficient_tables_move_towards_theta_alpha(record):
+    """Tables 10-12: the target is significant on complete data, not after BLAMM, still after
+    MCAR; away from the target BLAMM's fit is nearer θα than MCAR's."""
+    from amlib.experiments.am_tables import coefficient_table
+
+    for dataset, attack in [("ca-housing", "mean"), ("wine-quality", "cca"), ("diabetes", "cca")]:
+        table = coefficient_table(record, dataset, attack, attack)
+        target = AM_TARGETS[dataset].target_feature
+        assert table.loc[target, "p (θp)"] < 1e-3 and table.loc[target, "p BLAMM"] > 0.05
+        assert table.loc[target, "p MCAR"] < 0.05, dataset
+        others = table.drop(index=[target])
+        assert ((others["θ̂ BLAMM"] - others["θα"]).abs().sum()
+                < (others["θ̂ MCAR"] - others["θα"]).abs().sum()), dataset
+
+
+def test_training_curves_fall(record):
+    """Figures 5-7: the upper-level loss falls at least fivefold; the ca-housing CCA attack hides
+    over 90% of MedInc at its peak and is still shedding missingness in its last 100 epochs."""
+    def history(dataset, attack):
+        trial = next(t for t in record["results"]["trials"]
+                     if (t["params"]["dataset"], t["params"]["attack"]) == (dataset, attack))
+        return pd.DataFrame(trial["history"])
+
+    for dataset, attack in [("ca-housing", "mean"), ("wine-quality", "cca"), ("diabetes", "cca")]:
+        loss = history(dataset, attack)["loss"]
+        assert loss.iloc[-1] < 0.2 * loss.iloc[0], (dataset, attack)
+    rate = history("ca-housing", "cca")["missing_rate"]
+    assert rate.max() > 0.9 and rate.iloc[-101] - rate.iloc[-1] > 0.03

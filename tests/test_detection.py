@@ -6,7 +6,6 @@ import pytest
 from scipy import stats
 
 from amlib.am.detection import auc, em_normal, little_mcar_test, missingness_predictability_test
-from amlib.experiments.runner import read_results
 
 
 def _bivariate(n=60, seed=0):
@@ -106,9 +105,8 @@ def test_clear_errors():
 
 
 @pytest.fixture(scope="module")
-def summary():
-    record = read_results("am-detection")
-    assert record["provenance"]["profile"] == "paper"
+def summary(paper_results):
+    record = paper_results("am-detection")
     return pd.DataFrame(record["results"]["summary"]).set_index(["dataset", "attack", "mechanism"])
 
 

@@ -87,6 +87,27 @@ def test_influence_predicts_leave_one_out(metric):
     assert np.isclose(infl.fairness_loss, f0) and np.isclose(infl.utility_loss, val_loss(theta))
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.05])
+def test_influence_engine_conversion_matches_li_and_liu_formula(scale):
+    """The library's engine (mean loss, up-weighting sign) divided by n equals Li & Liu's
+    removal influence g_iᵀ H_Σ⁻¹ ∇F with the summed Hessian, written out here in numpy."""
+    from amlib.influence.fairness import fairness_function
+    x, y, s = toy()
+    xv, yv, sv = toy(200, seed=1)
+    l2 = 1.0
+    theta = scale * fit_weighted(x, y, l2)
+    infl = influence_on_validation(theta, x, y, xv, yv, sv, l2, "dp")
+    p = 1 / (1 + np.exp(-(x @ theta)))
+    H_sum = (x * (p * (1 - p))[:, None]).T @ x + l2 * np.eye(len(theta))
+    grads = (p - y)[:, None] * x
+    pv = 1 / (1 + np.exp(-(xv @ theta)))
+    util_grad = ((pv - yv)[:, None] * xv).sum(0)
+    fair_grad = fairness_function(theta, xv, yv, sv, "dp")[1]
+    expected = grads @ np.linalg.solve(H_sum, np.column_stack([util_grad, fair_grad]))
+    np.testing.assert_allclose(infl.utility, expected[:, 0], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(infl.fairness, expected[:, 1], rtol=1e-10, atol=1e-14)
+
+
 def test_fit_weighted_matches_sklearn():
     from sklearn.linear_model import LogisticRegression
     x, y, _ = toy()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from amlib.am.glm import add_intercept, irls
-from amlib.am.implicit import glm_argmin
+from amlib.am.implicit import directional_check, glm_argmin
 from amlib.am.missingness import NeuralMechanism, Standardizer, build_design
 
 
@@ -32,23 +32,26 @@ def test_hypergradient_matches_finite_differences(proxy, family):
         theta = glm_argmin(wd.design, wd.weights, y, family, tol=1e-15)
         return ((theta - target) ** 2).sum() + torch.sin(theta).sum()
 
-    grads = torch.autograd.grad(loss(), params)
-    gen = torch.Generator().manual_seed(1)
-    direction = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in params]
-    analytic = sum((g * v).sum() for g, v in zip(grads, direction))
-    eps = 1e-5
-    with torch.no_grad():
-        for p, v in zip(params, direction):
-            p.add_(eps * v)
-        plus = loss()
-        for p, v in zip(params, direction):
-            p.sub_(2 * eps * v)
-        minus = loss()
-        for p, v in zip(params, direction):
-            p.add_(eps * v)
-    numeric = (plus - minus) / (2 * eps)
-    rel = abs(float(analytic - numeric)) / abs(float(numeric))
+    analytic, numeric = directional_check(loss, params, seed=1)
+    rel = abs(analytic - numeric) / abs(numeric)
     assert rel < 1e-4, f"{proxy}/{family}: relative error {rel:.2e}"
+
+
+def test_directional_check_on_a_known_gradient():
+    """On ℓ(a, b) = Σ a³ + ⟨a, b⟩ the check returns ⟨(3a² + b, a), v⟩ for its own direction v,
+    central differences agree to O(ε²), and the parameters come back unchanged."""
+    a = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([1.5, 0.25, -0.5], dtype=torch.float64, requires_grad=True)
+    before = (a.detach().clone(), b.detach().clone())
+    analytic, numeric = directional_check(lambda: (a ** 3).sum() + (a * b).sum(), [a, b], seed=4)
+    gen = torch.Generator().manual_seed(4)
+    va, vb = (torch.randn(3, generator=gen, dtype=torch.float64) for _ in range(2))
+    with torch.no_grad():
+        expected = float(((3 * a ** 2 + b) * va).sum() + (a * vb).sum())
+    assert analytic == pytest.approx(expected, rel=1e-12)
+    assert numeric == pytest.approx(expected, rel=1e-8)
+    torch.testing.assert_close(a.detach(), before[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(b.detach(), before[1], rtol=0, atol=1e-12)
 
 
 def test_gradcheck_on_weights_and_design():

@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 import torch
-from influence_data import gaussian_classes
 
-from amlib.influence import (attack_coefficients, fit_logistic, influence_values,
-                             naive_objective, project_to_ball, ranks, surrogate_gradient,
-                             surrogate_objective)
+from amlib.influence import (attack_coefficients, dense_objective_and_gradient, fit_logistic,
+                             influence_values, naive_objective, project_to_ball, ranks,
+                             surrogate_gradient, surrogate_objective)
 from amlib.influence.attacks import (TargetedInfluenceAttack, loss_reweighing_baseline,
                                      run_targeted_attack)
+from amlib.influence.examples import gaussian_classes
 
 torch.set_num_threads(1)
 
@@ -74,6 +74,11 @@ def test_surrogate_matches_backprop_through_unrolled_cg(C, damping, objective):
     assert abs(out.value - float(ref.detach())) <= 1e-5 * abs(float(ref.detach()))
     assert abs(out.value - float(c @ inf.values)) <= 1e-8 * abs(out.value)
     assert float((out.grad - ref_grad).norm() / ref_grad.norm()) < 1e-5
+    # the dense reference: autograd's Hessian, a dense solve, autograd through everything
+    dense_value, dense_grad = dense_objective_and_gradient(model, theta, X, y, Xt, yt, c,
+                                                           damping=damping)
+    assert abs(out.value - dense_value) <= 1e-9 * abs(dense_value)
+    assert float((out.grad - dense_grad).norm() / dense_grad.norm()) < 1e-9
     value, grad = out                                  # unpacks as (value, grad)
     assert grad is out.grad
 

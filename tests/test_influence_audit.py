@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 import torch
-from influence_data import gaussian_classes
 
 from amlib.influence import (audit_influence_calculator, fit_logistic, honest_score_fn,
                              influence_values, max_rank_search, one_hot_construction,
                              per_sample_gradients, ranks)
 from amlib.influence.attacks import run_targeted_attack
+from amlib.influence.examples import gaussian_classes
 
 torch.set_num_threads(1)
 
@@ -16,25 +16,18 @@ def make_data(n=80, d=3, C=3, seed=0, n_test=60, sep=1.5):
     return gaussian_classes(n, d, C, seed, n_test, sep)
 
 
-@pytest.fixture(scope="module", params=[2, 3], ids=["binary", "multiclass"])
-def calculator(request):
-    X, y, Xt, yt = make_data(C=request.param, seed=request.param)
-    fit = fit_logistic(X, y, l2=0.05)
-    return fit.model, fit.theta, X, y, Xt, yt
-
-
 # ----- auditing --------------------------------------------------------------------------------
 @pytest.mark.parametrize("basis", ["identity", "random"])
-def test_honest_exact_scores_pass(calculator, basis):
-    model, theta, X, y, _, _ = calculator
+def test_honest_exact_scores_pass(logistic_problem, basis):
+    model, theta, X, y, _, _ = logistic_problem
     report = audit_influence_calculator(honest_score_fn(model, theta, X, y), model.n_params,
                                         basis=basis, seed=1)
     assert report.passed and report.max_rel_error < 1e-10
     assert report.rank == model.n_params and report.implied_map.shape == (model.n_params, len(y))
 
 
-def test_honest_iterative_solvers_pass(calculator):
-    model, theta, X, y, _, _ = calculator
+def test_honest_iterative_solvers_pass(logistic_problem):
+    model, theta, X, y, _, _ = logistic_problem
     cg = honest_score_fn(model, theta, X, y, method="cg", tol=1e-13)
     assert audit_influence_calculator(cg, model.n_params, rtol=1e-7).passed
     # LiSSA with a fixed seed uses the same batches for every query: exactly linear
@@ -43,8 +36,8 @@ def test_honest_iterative_solvers_pass(calculator):
     assert audit_influence_calculator(lissa, model.n_params, rtol=1e-9).passed
 
 
-def test_real_test_points_as_queries(calculator):
-    model, theta, X, y, Xt, yt = calculator
+def test_real_test_points_as_queries(logistic_problem):
+    model, theta, X, y, Xt, yt = logistic_problem
     Q = per_sample_gradients(model, theta, Xt, yt)          # 60 test points ≥ p
     honest = honest_score_fn(model, theta, X, y)
     # multiclass test gradients sum to zero over classes: they span p − (d + 1) dimensions
@@ -58,8 +51,8 @@ def test_real_test_points_as_queries(calculator):
             audit_influence_calculator(honest, model.n_params, queries=Q[:40], subspace=True)
 
 
-def test_fabricated_scores_are_flagged(calculator):
-    model, theta, X, y, _, _ = calculator
+def test_fabricated_scores_are_flagged(logistic_problem):
+    model, theta, X, y, _, _ = logistic_problem
     honest = honest_score_fn(model, theta, X, y)
     n, target = len(y), 7
 
@@ -84,16 +77,16 @@ def test_fabricated_scores_are_flagged(calculator):
         assert report.max_rel_error > 1e-4
 
 
-def test_a_manipulated_model_passes_the_audit(calculator):
+def test_a_manipulated_model_passes_the_audit(logistic_problem):
     """The audit checks linearity only: honest scores of another model θ' pass (the paper's
     threat model manipulates the model for exactly this reason)."""
-    model, theta, X, y, _, _ = calculator
+    model, theta, X, y, _, _ = logistic_problem
     other = honest_score_fn(model, 0.5 * theta, X, y)
     assert audit_influence_calculator(other, model.n_params).passed
 
 
-def test_audit_rejects_bad_queries(calculator):
-    model, theta, X, y, Xt, yt = calculator
+def test_audit_rejects_bad_queries(logistic_problem):
+    model, theta, X, y, Xt, yt = logistic_problem
     honest = honest_score_fn(model, theta, X, y)
     Q = per_sample_gradients(model, theta, Xt, yt)
     if not model.binary:   # multiclass gradients live in the range of H: rank < p

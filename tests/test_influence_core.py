@@ -8,26 +8,19 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from influence_data import gaussian_classes
 
 from amlib.influence import (InverseHVP, LiSSADivergence, LogisticModel, NotStationaryWarning,
                              SingularHessianError, dense_hessian, fit_logistic, fit_logistic_sgd,
                              hvp, influence_values, inverse_hvp, leave_one_out_values,
-                             per_sample_grad_dot, per_sample_gradients, ranks, scale_model)
-from amlib.influence import test_gradient as gradient_of_test_set
+                             per_sample_grad_dot, per_sample_gradients, query_gradient, ranks,
+                             scale_theta, values_and_ranks)
+from amlib.influence.examples import gaussian_classes
 
 torch.set_num_threads(1)
 
 
 def make_data(n=120, d=4, C=3, seed=0, n_test=40, sep=1.5):
     return gaussian_classes(n, d, C, seed, n_test, sep)
-
-
-@pytest.fixture(scope="module", params=[2, 3], ids=["binary", "multiclass"])
-def problem(request):
-    X, y, Xt, yt = make_data(C=request.param, seed=request.param)
-    fit = fit_logistic(X, y, l2=0.05)
-    return fit.model, fit.theta, X, y, Xt, yt
 
 
 # ----- models and fitting ------------------------------------------------------------------
@@ -112,22 +105,22 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="flat vector"):
         hvp(fit.model, fit.theta[:-1], X, fit.theta)
     with pytest.raises(ValueError, match="s must be a finite number > 0"):
-        scale_model(fit.theta, 0.0)
+        scale_theta(fit.theta, 0.0)
 
 
-def test_scaling_keeps_predictions(problem):
-    model, theta, X, y, Xt, yt = problem
+def test_scaling_keeps_predictions(logistic_problem):
+    model, theta, X, y, Xt, yt = logistic_problem
     for s in (0.01, 0.3, 5.0):
-        assert torch.equal(model.predict(scale_model(theta, s), Xt), model.predict(theta, Xt))
+        assert torch.equal(model.predict(scale_theta(theta, s), Xt), model.predict(theta, Xt))
     v1 = influence_values(model, theta, X, y, Xt, yt, method="exact").values
-    v2 = influence_values(model, scale_model(theta, 0.1), X, y, Xt, yt, method="exact",
+    v2 = influence_values(model, scale_theta(theta, 0.1), X, y, Xt, yt, method="exact",
                           check_stationary=False).values
     assert not torch.allclose(v1, v2)   # the scores do change
 
 
 # ----- Hessian-vector products -------------------------------------------------------------
-def test_hvp_matches_autograd_hessian(problem):
-    model, theta, X, y, _, _ = problem
+def test_hvp_matches_autograd_hessian(logistic_problem):
+    model, theta, X, y, _, _ = logistic_problem
     H = torch.autograd.functional.hessian(lambda t: model.objective(t, X, y), theta)
     V = torch.randn(3, model.n_params, dtype=torch.float64,
                     generator=torch.Generator().manual_seed(0))
@@ -148,8 +141,8 @@ def test_hvp_without_bias_and_unregularised_multiclass():
     assert torch.allclose(hvp(model, theta, X, v), H @ v, atol=1e-12)
 
 
-def test_per_sample_grad_dot_matches_autograd(problem):
-    model, theta, X, y, _, _ = problem
+def test_per_sample_grad_dot_matches_autograd(logistic_problem):
+    model, theta, X, y, _, _ = logistic_problem
     rows = []
     for i in range(len(y)):
         t = theta.clone().requires_grad_(True)
@@ -160,13 +153,35 @@ def test_per_sample_grad_dot_matches_autograd(problem):
     S = torch.randn(2, model.n_params, dtype=torch.float64)
     assert torch.allclose(per_sample_grad_dot(model, theta, X, y, S), G @ S.T, atol=1e-12)
     assert torch.allclose(per_sample_grad_dot(model, theta, X, y, S[0]), G @ S[0], atol=1e-12)
-    assert torch.allclose(gradient_of_test_set(model, theta, X, y), G.sum(0), atol=1e-12)
+    assert torch.allclose(query_gradient(model, theta, X, y), G.sum(0), atol=1e-12)
+
+
+def test_values_and_ranks_for_points_gradients_and_several_queries(logistic_problem):
+    model, theta, X, y, Xt, yt = logistic_problem
+    H = torch.autograd.functional.hessian(lambda t: model.objective(t, X, y), theta)
+    G_train = per_sample_gradients(model, theta, X, y)
+    Q = per_sample_gradients(model, theta, Xt[:3], yt[:3])       # three single-point queries
+    expected = G_train @ torch.linalg.solve(H, Q.T)               # (n, 3), dense and independent
+    points = values_and_ranks(model, theta, X, y, Xt, yt, method="exact")
+    G = query_gradient(model, theta, Xt, yt)
+    torch.testing.assert_close(points.values, G_train @ torch.linalg.solve(H, G),
+                               rtol=1e-9, atol=1e-12)
+    several = values_and_ranks(model, theta, X, y, query_grad=Q, method="cg", tol=1e-13)
+    torch.testing.assert_close(several.values, expected, rtol=1e-8, atol=1e-11)
+    assert several.ranks().shape == (len(y), 3)
+    for j in range(3):
+        assert torch.equal(several.ranks()[:, j], ranks(several.values[:, j]))
+    # a solver built once serves further queries at the same θ
+    again = values_and_ranks(model, theta, X, y, query_grad=Q[0], solver=several.solver)
+    torch.testing.assert_close(again.values, expected[:, 0], rtol=1e-8, atol=1e-11)
+    with pytest.raises(ValueError, match="query points"):
+        values_and_ranks(model, theta, X, y)
 
 
 # ----- inverse HVPs --------------------------------------------------------------------------
-def test_exact_cg_and_lissa_agree(problem):
-    model, theta, X, y, Xt, yt = problem
-    G = gradient_of_test_set(model, theta, Xt, yt)
+def test_exact_cg_and_lissa_agree(logistic_problem):
+    model, theta, X, y, Xt, yt = logistic_problem
+    G = query_gradient(model, theta, Xt, yt)
     exact = inverse_hvp(model, theta, X, G, method="exact")
     Hdense = torch.autograd.functional.hessian(lambda t: model.objective(t, X, y), theta)
     assert torch.allclose(exact.solution, torch.linalg.solve(Hdense, G), rtol=1e-10, atol=1e-12)
@@ -186,10 +201,10 @@ def test_exact_cg_and_lissa_agree(problem):
     assert rel < 0.1, rel
 
 
-def test_cg_warm_start_and_batched_right_hand_sides(problem):
-    model, theta, X, y, Xt, yt = problem
+def test_cg_warm_start_and_batched_right_hand_sides(logistic_problem):
+    model, theta, X, y, Xt, yt = logistic_problem
     solver = InverseHVP(model, theta, X, method="cg", tol=1e-12)
-    G = gradient_of_test_set(model, theta, Xt, yt)
+    G = query_gradient(model, theta, Xt, yt)
     cold = solver.solve(G)
     warm = solver.solve(G, x0=cold.solution)
     assert warm.iterations == 0 and warm.relative_residual < 1e-10
@@ -225,9 +240,9 @@ def test_solver_errors():
         InverseHVP(model, theta, X, method="newton")
 
 
-def test_lissa_divergence_names_a_larger_scale(problem):
-    model, theta, X, y, Xt, yt = problem
-    G = gradient_of_test_set(model, theta, Xt, yt)
+def test_lissa_divergence_names_a_larger_scale(logistic_problem):
+    model, theta, X, y, Xt, yt = logistic_problem
+    G = query_gradient(model, theta, Xt, yt)
     with pytest.raises(LiSSADivergence, match=r"Try lissa_scale=\d") as err:
         inverse_hvp(model, theta, X, G, method="lissa", lissa_scale=0.05,
                     lissa_samples=120 * 200, lissa_batch=120)
@@ -244,8 +259,8 @@ def test_ranks_convention():
     assert r.tolist() == [2, 0, 3, 1]   # highest value first; ties by index
 
 
-def test_influence_warns_off_the_optimum(problem):
-    model, theta, X, y, Xt, yt = problem
+def test_influence_warns_off_the_optimum(logistic_problem):
+    model, theta, X, y, Xt, yt = logistic_problem
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         influence_values(model, theta, X, y, Xt, yt, method="exact")   # stationary: silent

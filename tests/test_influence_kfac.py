@@ -1,4 +1,4 @@
-"""K-FAC-preconditioned CG (amlib.influence.hvp) and the cheap finiteness check of the features.
+"""K-FAC-preconditioned CG (amlib.influence.preconditioners) and the cheap finiteness check of the features.
 
 A preconditioner may change the number of CG iterations, never the solution: every solve is
 compared with the exact (Cholesky) solution in float64.
@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from amlib.influence import (FeatureGram, InverseHVP, LogisticModel, as_features, fit_logistic,
-                             fit_logistic_sgd, influence_values)
-from amlib.influence import test_gradient as gradient_of_test_set
+                             fit_logistic_sgd, influence_values, query_gradient)
 
 torch.set_num_threads(1)
 
@@ -33,7 +32,7 @@ def test_kfac_cg_equals_exact(C, bias, l2, damping):
     X, y, Xt, yt = power_law_data(C=C, seed=C)
     fit = fit_logistic(X, y, n_classes=C, bias=bias, l2=l2, max_iter=30, warn=False)
     model, theta = fit.model, fit.theta
-    G = gradient_of_test_set(model, theta, Xt, yt)
+    G = query_gradient(model, theta, Xt, yt)
     V = torch.stack([G, torch.randn(model.n_params, dtype=torch.float64,
                                     generator=torch.Generator().manual_seed(1))])
     exact = InverseHVP(model, theta, X, method="exact", damping=damping).solve(V)
@@ -47,7 +46,7 @@ def test_kfac_needs_fewer_iterations_on_ill_conditioned_features():
     X, y, Xt, yt = power_law_data(n=600, d=60, C=5, seed=3, spectrum=2.0)
     fit = fit_logistic_sgd(X, y, n_classes=5, epochs=20)
     model, theta = fit.model, fit.theta
-    G = gradient_of_test_set(model, theta, Xt, yt)
+    G = query_gradient(model, theta, Xt, yt)
     iters = {}
     for precondition in (False, "jacobi", "kfac"):
         res = InverseHVP(model, theta, X, method="cg", damping=1e-3, tol=1e-8,
@@ -71,7 +70,7 @@ def test_kfac_with_sample_weights_and_a_shared_gram():
     w = torch.rand(len(y), dtype=torch.float64, generator=torch.Generator().manual_seed(2)) + 0.5
     model = LogisticModel(20, 3, l2=0.01)
     theta = fit_logistic(X, y, l2=0.01, sample_weight=w).theta
-    G = gradient_of_test_set(model, theta, Xt, yt)
+    G = query_gradient(model, theta, Xt, yt)
     exact = InverseHVP(model, theta, X, method="exact", sample_weight=w).solve(G)
     gram = FeatureGram.from_features(model, X, sample_weight=w)
     for g in (gram, None):   # prebuilt, or built inside from X and the weights

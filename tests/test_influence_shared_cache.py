@@ -7,10 +7,9 @@ solver built at another θ or on another feature tensor is not used.
 import pytest
 import torch
 
-from amlib.influence import (InverseHVP, LogisticModel, attack_coefficients, fit_logistic,
-                             per_sample_grad_dot, residuals_at, surrogate_gradient,
-                             surrogate_objective)
-from amlib.influence import test_gradient as gradient_of_test_set
+from amlib.influence import (InverseHVP, LogisticModel, attack_coefficients, direction_logits,
+                             fit_logistic, per_sample_grad_dot, query_gradient, residuals_at,
+                             surrogate_gradient, surrogate_objective)
 
 torch.set_num_threads(1)
 
@@ -31,14 +30,14 @@ def test_cached_logits_give_the_same_ranking_and_surrogate(C, bias):
     model, theta, X, y, Xt, yt = problem(C, bias)
     solver = InverseHVP(model, theta, X, method="cg", damping=0.01, tol=1e-12,
                         precondition="kfac")
-    op = solver.op
+    op = solver.operator
     assert op.cached_at(theta, X) and op.cached_at(theta.clone().requires_grad_(True), X)
     assert not op.cached_at(theta + 1e-3, X) and not op.cached_at(theta, X.clone())
     torch.testing.assert_close(op.logits, model.logits(theta, X), rtol=0, atol=0)
     torch.testing.assert_close(residuals_at(model, theta, X, y, solver),
                                model.residuals(theta, X, y), rtol=0, atol=0)
 
-    s_a = solver.solve(gradient_of_test_set(model, theta, Xt, yt)).solution
+    s_a = solver.solve(query_gradient(model, theta, Xt, yt)).solution
     values = per_sample_grad_dot(model, theta, X, y, s_a, solver=solver)
     torch.testing.assert_close(values, per_sample_grad_dot(model, theta, X, y, s_a),
                                rtol=0, atol=0)
@@ -68,14 +67,13 @@ def test_a_solver_at_another_theta_is_not_used():
                                per_sample_grad_dot(model, theta, X, y, s), rtol=0, atol=0)
 
 
-def test_feature_products_kept_by_the_residual_check_equal_fresh_ones():
-    from amlib.influence.hvp import feature_products
+def test_direction_logits_kept_by_the_residual_check_equal_fresh_ones():
     model, theta, X, y, Xt, yt = problem(4, True)
     solver = InverseHVP(model, theta, X, method="cg", damping=0.01, tol=1e-12)
-    G = gradient_of_test_set(model, theta, Xt, yt)
+    G = query_gradient(model, theta, Xt, yt)
     s = solver.solve(torch.stack([G, -G])).solution          # the residual check keeps X·s_j
     other = torch.randn(model.n_params, dtype=torch.float64)
     V = torch.stack([s[1], other, s[0]])
-    assert len(solver.op._remembered) == 2
-    torch.testing.assert_close(solver.op.feature_products(V), feature_products(model, X, V),
+    assert solver.operator.n_kept == 2
+    torch.testing.assert_close(solver.direction_logits(V, X), direction_logits(model, X, V),
                                rtol=1e-12, atol=1e-12)

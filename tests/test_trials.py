@@ -66,3 +66,17 @@ def test_a_failing_trial_still_raises_when_run_in_parallel(tmp_path):
 def test_key_ignores_order():
     assert trial_key({"a": 1, "b": 2}) == trial_key({"b": 2, "a": 1})
     assert trial_key({"a": 1}) != trial_key({"a": 2})
+
+
+def test_run_profile_runs_the_profiles_grid(tmp_path, monkeypatch):
+    from amlib.experiments.trials import run_profile
+
+    monkeypatch.setenv("AMLIB_TRIAL_CACHE", str(tmp_path))
+    profiles = {"quick": {"xs": [1, 2], "n_jobs": 1}, "paper": {"xs": [1, 2, 3], "n_jobs": 1}}
+    grid = lambda config: [{"x": x} for x in config["xs"]]  # noqa: E731
+    config, trials, results = run_profile(square, grid, profiles, "paper", experiment="sq")
+    assert config is profiles["paper"] and trials == [{"x": 1}, {"x": 2}, {"x": 3}]
+    assert [r["y"] for r in results] == [1, 4, 9]
+    assert len(list((tmp_path / "sq-paper").glob("*.json"))) == 3
+    with pytest.raises(KeyError, match="no profile 'huge'"):
+        run_profile(square, grid, profiles, "huge", experiment="sq")

@@ -1,15 +1,15 @@
 """BLAMM — the bi-level trainer of an adversarial missingness mechanism (AM paper, Algorithm 2).
 
-Usage
------
+.. rubric:: Usage
+
 >>> attack = BLAMM(frame, response="y", masked=["x1"], family="bernoulli", proxy="mean",
 ...                lam_upper=0.01, lr=0.01, epochs=200, seed=0).fit()
 >>> attack.missing_rate()                     # expected share of masked entries hidden
 >>> frames = attack.sample_masks(20, seed=1)  # DataFrames with NaNs for the modeler
 >>> mcar = attack.sample_masks(20, seed=1, mechanism="mcar")   # the same-rate MCAR baseline
 
-What it optimises
------------------
+.. rubric:: What it optimises
+
 Each epoch is one full-batch step of
 
     ℓ(φ) = g(θ̃(φ)) + λ_upper · Ω(φ),     θ̃(φ) = argmin_θ f̃(θ, φ) + (λ_lower/2)‖θ‖²   (eqs. 2, 12)
@@ -57,31 +57,55 @@ from .missingness.proxies import PROXIES, build_design
 __all__ = ["BLAMM"]
 
 
+def _mechanism_name(mechanism: str) -> str:
+    # "learned" was the learned mechanism's name before "blamm"; code written then still runs
+    return "blamm" if mechanism == "learned" else mechanism
+
+
 class BLAMM(pl.LightningModule):
     """Learn an adversarial missingness mechanism by bi-level optimisation (Algorithm 2).
 
-    Parameters (keywords after ``family``)
-    ---------------------------------------
-    data : the attacker's complete DataFrame (numeric; NaNs are an error).
-    response : name of the response column ``y``.
-    masked : the masked feature set M (a name or list of names; at least one feature must stay
-        observed).
-    family : ``"gaussian"``, ``"bernoulli"`` (``"binomial"``) or ``"poisson"``.
-    proxy : ``"mean"``, ``"cca"`` or ``"regression"``.
-    features : the model's features (default: every column but the response).
-    mechanism : ``"neural"`` (default), ``"per-sample"`` or an ``nn.Module``.
-    objective : ``"kl"`` (default), ``"ate"`` or a callable ``g(theta, module)``.
-    target : the feature whose coefficient θα fixes at zero (default ``masked[0]``).
-    theta_alpha : override θα (intercept first, then ``features``).
-    treatment, tau_alpha : the ATE task's treatment column and target ATE (default 0.1).
-    access : the share N0/N of rows the adversary controls (eq. 24), default 1.
-    lam_upper, lam_lower : λ on Ω (≥ 0) and the lower-level L2 (≥ 0).
-    lr, epochs, seed, hidden : Adam's step size, number of steps, seed, hidden width.
-    network_dtype : dtype of the neural mechanism's weights (default float32: several times
-        faster on CPUs; the proxies, IRLS and the implicit solve always run in float64).
-    num_threads : torch threads while training (default 1: the problems are small, and extra
-        threads only add synchronisation cost; ``None`` keeps torch's setting).
-    log_dir, progress_bar : CSV-logger folder (None: no logger); bar (None: only in a terminal).
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The attacker's complete table (numeric; NaNs are an error).
+    response : str
+        Name of the response column ``y``.
+    masked : str or list of str
+        The masked feature set M (at least one feature must stay observed).
+    family : str
+        ``"gaussian"``, ``"bernoulli"`` (``"binomial"``) or ``"poisson"``.
+    proxy : str
+        ``"mean"``, ``"cca"`` or ``"regression"``.  Every later parameter is keyword-only.
+    features : list of str, optional
+        The model's features (default: every column but the response).
+    mechanism : str or torch.nn.Module
+        ``"neural"`` (default), ``"per-sample"`` or a module.
+    objective : str or callable
+        ``"kl"`` (default), ``"ate"`` or a callable ``g(theta, module)``.
+    target : str, optional
+        The feature whose coefficient θα fixes at zero (default ``masked[0]``).
+    theta_alpha : array-like, optional
+        Override θα (intercept first, then ``features``).
+    treatment, tau_alpha : str, float
+        The ATE task's treatment column and target ATE (default 0.1).
+    access : float
+        The share N0/N of rows the adversary controls (eq. 24), default 1.
+    lam_upper, lam_lower : float
+        λ on Ω (≥ 0) and the lower-level L2 (≥ 0), in BLAMM's units;
+        :func:`amlib.am.attack.train_attack` converts the paper's Table 4 values.
+    lr, epochs, seed, hidden : float, int, int, int
+        Adam's step size, number of steps, seed, hidden width.
+    fallback_l2, tol, max_iter : float, float, int
+        The lower level's App. D.3 L2 fallback (``None``: none), IRLS tolerance and iterations.
+    network_dtype : torch.dtype
+        Dtype of the neural mechanism's weights (default float32: several times faster on
+        CPUs; the proxies, IRLS and the implicit solve always run in float64).
+    num_threads : int, optional
+        Torch threads while training (default 1: the problems are small, and extra threads only
+        add synchronisation cost; ``None`` keeps torch's setting).
+    log_dir, progress_bar : str, bool, optional
+        CSV-logger folder (``None``: no logger); bar (``None``: only in a terminal).
     """
 
     def __init__(self, data: pd.DataFrame, response: str, masked, family: str = "gaussian",
@@ -217,7 +241,7 @@ class BLAMM(pl.LightningModule):
 
     # ----- the bi-level objective -----------------------------------------------------------
     def upper_objective(self, theta: torch.Tensor) -> torch.Tensor:
-        """g(θ̃): KL to θα, |τ̂ − τα|, or the user's callable (App. C.2)."""
+        """g(θ̃): KL to θα, ``|τ̂ − τα|``, or the user's callable (App. C.2)."""
         if self.objective == "kl":
             return kl_divergence(self.design_full, self.theta_alpha, theta, self.family,
                                  self.scale)
@@ -286,38 +310,41 @@ class BLAMM(pl.LightningModule):
         """Per-epoch loss, g, Ω, missing rate and IRLS iterations."""
         return pd.DataFrame(self.history)
 
-    def pattern_probs(self, mechanism: str = "learned") -> torch.Tensor:
-        """(N, 2^|M|) pattern probabilities: ``"learned"`` (the adversary's p', used on the rows
-        it controls), ``"effective"`` (eq. 24's mixture over all rows) or ``"mcar"``."""
+    def pattern_probs(self, mechanism: str = "blamm") -> torch.Tensor:
+        """``(N, 2^|M|)`` pattern probabilities: ``"blamm"`` (the learned adversarial mechanism
+        p', used on the rows the adversary controls), ``"effective"`` (eq. 24's mixture over all
+        rows) or ``"mcar"`` (the same-rate MCAR baseline)."""
+        mechanism = _mechanism_name(mechanism)
         with torch.no_grad():
-            if mechanism == "learned":
+            if mechanism == "blamm":
                 return self.adversary(self.Z)
             effective = self.mechanism(self.Z)
             if mechanism == "effective":
                 return effective
             if mechanism == "mcar":
                 return mcar_matched(effective)(self.Z)
-        raise ValueError(f"unknown mechanism {mechanism!r}; use 'learned', 'effective' or 'mcar'")
+        raise ValueError(f"unknown mechanism {mechanism!r}; use 'blamm', 'effective' or 'mcar'")
 
     def missing_rate(self, mechanism: str = "effective") -> float:
         """Expected share of masked entries hidden (the paper's Table 5 quantity)."""
         return float(masked_missing_rate(self.pattern_probs(mechanism)))
 
     def observed_probability(self, mechanism: str = "effective") -> np.ndarray:
-        """(N, |M|): P(R_j = 1 | x_i) for each masked feature."""
+        """``(N, |M|)``: ``P(R_j = 1 | x_i)`` for each masked feature."""
         return observed_marginals(self.pattern_probs(mechanism)).numpy()
 
     def mnar_baseline(self, seed: int = 0) -> LogisticMNAR:
         """App. D.3's logistic MNAR mechanism with the learned mechanism's missing rate."""
         return LogisticMNAR(self.Z, len(self.masked), self.missing_rate(), seed=seed)
 
-    def sample_patterns(self, n: int, seed: int = 0, mechanism: str = "learned") -> np.ndarray:
-        """(n, N) pattern indices.  ``"learned"`` masks only the rows the adversary controls
-        (all rows when access = 1) with p'; ``"mcar"`` uses the matched MCAR baseline and
-        ``"mnar"`` the logistic MNAR baseline, both over all rows."""
-        if mechanism == "learned":
-            patterns = sample_patterns(self.pattern_probs("learned"), n, seed)
-            full = self.pattern_probs("learned").shape[1] - 1
+    def sample_patterns(self, n: int, seed: int = 0, mechanism: str = "blamm") -> np.ndarray:
+        """``(n, N)`` pattern indices.  ``"blamm"`` masks only the rows the adversary controls
+        (all rows when access = 1) with the learned p'; ``"mcar"`` uses the matched MCAR
+        baseline and ``"mnar"`` the logistic MNAR baseline, both over all rows."""
+        mechanism = _mechanism_name(mechanism)
+        if mechanism == "blamm":
+            patterns = sample_patterns(self.pattern_probs("blamm"), n, seed)
+            full = self.pattern_probs("blamm").shape[1] - 1
             patterns[:, ~self.accessible] = full
             return patterns
         if mechanism == "mcar":
@@ -325,9 +352,9 @@ class BLAMM(pl.LightningModule):
         if mechanism == "mnar":
             with torch.no_grad():
                 return sample_patterns(self.mnar_baseline(seed)(self.Z), n, seed)
-        raise ValueError(f"unknown mechanism {mechanism!r}; use 'learned', 'mcar' or 'mnar'")
+        raise ValueError(f"unknown mechanism {mechanism!r}; use 'blamm', 'mcar' or 'mnar'")
 
-    def sample_masks(self, n: int, seed: int = 0, mechanism: str = "learned") -> list[pd.DataFrame]:
+    def sample_masks(self, n: int, seed: int = 0, mechanism: str = "blamm") -> list[pd.DataFrame]:
         """``n`` copies of the data with the sampled entries of ``masked`` set to NaN."""
         table = self.frame[self.features + [self.response]]
         return [apply_patterns(table, self.masked, p)

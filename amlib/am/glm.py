@@ -1,7 +1,7 @@
 """Generalised linear models for the lower level of BLAMM (AM paper, Appendix C.1–C.2).
 
-Public API
-----------
+.. rubric:: Public API
+
 - :func:`get_family` (``"gaussian"``, ``"bernoulli"`` = ``"binomial"``, ``"poisson"``) returns a
   :class:`Family`: a canonical-link exponential family given by its log-partition ``A`` (eq. 18),
   with ``mean = A'``, ``variance = A''`` and the per-row loss ``nll(y, eta)`` (half the deviance).
@@ -108,7 +108,7 @@ def add_intercept(X: torch.Tensor) -> torch.Tensor:
 
 
 class IRLSConvergenceError(RuntimeError):
-    """IRLS did not converge; ``diagnostics`` holds iterations, objective history and |θ|."""
+    """IRLS did not converge; ``diagnostics`` holds iterations, objective history and ``|θ|``."""
 
     def __init__(self, message: str, diagnostics: dict):
         super().__init__(f"{message} (diagnostics: {diagnostics})")

@@ -18,6 +18,9 @@ with ``ρ = A'(η) − y`` and ``η = ⟨x̂, θ̃⟩``.  Autograd then carries 
 mechanism to ``φ``, so the same code serves every proxy, every family and every mechanism
 (Algorithm 2's ``J_θ̃(φ)ᵀ ∇₂ℓ`` without forming ``J``).  Cost per step: one IRLS solve
 (O(K N p²) per iteration) plus O(K N p + p²) for the backward pass.
+
+:func:`directional_check` compares such a gradient with central finite differences along a
+random direction (the test of eq. 23 that chapter 4 and ``tests/test_implicit.py`` run).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import torch
 
 from .glm import get_family, solve_lower_level
 
-__all__ = ["glm_argmin", "GLMArgmin"]
+__all__ = ["glm_argmin", "GLMArgmin", "directional_check"]
 
 
 class GLMArgmin(torch.autograd.Function):
@@ -80,3 +83,28 @@ def glm_argmin(design: torch.Tensor, weights: torch.Tensor, y: torch.Tensor, fam
         raise ValueError(f"the lower-level L2 weight must be >= 0, got {l2}")
     return GLMArgmin.apply(design, weights, y, family, float(l2), tol, max_iter, theta0,
                            fallback_l2, info, check)
+
+
+def directional_check(loss, params, *, eps: float = 1e-5, seed: int = 0) -> tuple[float, float]:
+    """Autograd's and central differences' derivative of ``loss()`` along a random direction.
+
+    ``loss`` is a function of no arguments returning a scalar tensor that depends on the
+    tensors ``params`` (float64 leaves with ``requires_grad``).  Returns ``(analytic, numeric)``
+    with ``analytic = ⟨∇loss, v⟩`` and ``numeric = (loss(p + εv) − loss(p − εv)) / 2ε`` for a
+    seeded standard-normal ``v``; ``params`` are restored afterwards.
+    """
+    params = list(params)
+    grads = torch.autograd.grad(loss(), params)
+    gen = torch.Generator().manual_seed(seed)
+    direction = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+    analytic = float(sum((g * v).sum() for g, v in zip(grads, direction)))
+    with torch.no_grad():
+        for p, v in zip(params, direction):
+            p.add_(eps * v)
+        plus = float(loss())
+        for p, v in zip(params, direction):
+            p.sub_(2 * eps * v)
+        minus = float(loss())
+        for p, v in zip(params, direction):
+            p.add_(eps * v)
+    return analytic, (plus - minus) / (2 * eps)

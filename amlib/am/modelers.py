@@ -1,20 +1,24 @@
 """The modeler (victim) side: remediate a DataFrame with NaNs, then fit a statsmodels GLM.
 
-Public API
-----------
-- :func:`remediate(frame, remediation, response=None, seed=0)` returns a complete DataFrame:
+.. rubric:: Public API
 
-  ``"cca"``        complete-case analysis: drop every row with a NaN (Section 3.1);
-  ``"mean"``       scikit-learn ``SimpleImputer(strategy="mean")`` on the features (eq. 6);
-  ``"regression"`` for each feature with NaNs, scikit-learn ``LinearRegression`` on the
-                   always-observed features, fitted on the rows where it is observed (App. B);
-  ``"mice"``       R ``mice`` 3.x through rpy2 when available — default methods, ``maxit = 5``,
-                   ``m = 1``, ``seed`` — exactly as the paper (App. D.1); otherwise statsmodels'
-                   ``MICEData`` (5 cycles, seeded through numpy).  The whole frame, response
-                   included, is given to MICE.  :func:`mice_backend` says which one runs.
+- ``remediate(frame, remediation, response=None, seed=0)`` returns a complete DataFrame:
+
+  ``"cca"``
+      complete-case analysis: drop every row with a NaN (Section 3.1);
+  ``"mean"``
+      scikit-learn ``SimpleImputer(strategy="mean")`` on the features (eq. 6);
+  ``"regression"``
+      for each feature with NaNs, scikit-learn ``LinearRegression`` on the always-observed
+      features, fitted on the rows where it is observed (App. B);
+  ``"mice"``
+      R ``mice`` 3.x through rpy2 when available — default methods, ``maxit = 5``, ``m = 1``,
+      ``seed`` — exactly as the paper (App. D.1); otherwise statsmodels' ``MICEData`` (5
+      cycles, seeded through numpy).  The whole frame, response included, is given to MICE.
+      :func:`mice_backend` says which one runs.
 
   The response must be complete except under ``"cca"`` and ``"mice"``.
-- :func:`fit_modeler(frame, remediation, family, response=None, seed=0)` remediates and fits
+- ``fit_modeler(frame, remediation, family, response=None, seed=0)`` remediates and fits
   ``statsmodels.GLM(y, [const, X])`` (IRLS from statsmodels' defaults) and returns the results
   object (``.params``, ``.pvalues``, ``.bse``); the completed frame is attached as
   ``results.completed_frame``.

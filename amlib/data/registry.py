@@ -18,9 +18,10 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..paths import source_checkout, user_cache_dir
+
 __all__ = ["RawFile", "DataFileError", "RAW_FILES", "fetch", "mirror_dir", "cache_dir", "sha256"]
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class DataFileError(FileNotFoundError):
@@ -100,7 +101,10 @@ def mirror_dir() -> Path | None:
     configured = os.environ.get("AMLIB_DATA_MIRROR")
     if configured:
         return Path(configured).expanduser()
-    beside = _REPO_ROOT.parent / "shared" / "data"
+    checkout = source_checkout()
+    if checkout is None:
+        return None
+    beside = checkout.parent / "shared" / "data"
     return beside if beside.is_dir() else None
 
 
@@ -109,18 +113,19 @@ def cache_dir() -> Path:
     configured = os.environ.get("AMLIB_DATA_DIR")
     if configured:
         return Path(configured).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("amlib"))
+    return user_cache_dir()
 
 
 def _checked(path: Path, raw: RawFile) -> Path:
     found = sha256(path)
     if found != raw.sha256:
-        raise DataFileError(
-            f"{path} is corrupt: its SHA256 is {found}, expected {raw.sha256}. "
-            f"Delete it and run `amlib data fetch {raw.key}` to download it again"
-            + (f" from {raw.url}." if raw.url else "."))
+        if raw.url:
+            fix = f"delete it and run `amlib data fetch {raw.key}` to download it again from {raw.url}"
+        else:  # a mirror-only file: there is nothing to download it from
+            fix = (raw.how_to_get or "it has no public download URL: replace it with a verified "
+                   "copy of the offline mirror (see the mirror folder's MANIFEST.md and SHA256SUMS)")
+        raise DataFileError(f"{path} is corrupt: its SHA256 is {found}, expected {raw.sha256}. "
+                            f"To fix: {fix}.")
     return path
 
 

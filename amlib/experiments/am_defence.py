@@ -22,11 +22,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from . import register
-from .am_datasets import audit_score, fit_glm
-from .am_pvalues import ATTACKS, DATASETS, _train
-from .trials import run_trials
-from ..data import load
+from .registry import register
+from .am_datasets import attack_trial, audit_score, fit_glm, train_on_split
+from .trials import run_profile
 
 __all__ = ["DEFENCES", "PROFILES", "trial_grid", "run_trial", "summarise", "run"]
 
@@ -48,18 +46,14 @@ def trial_grid(profile: dict) -> list[dict]:
     for dataset in profile["datasets"]:
         if dataset not in DEFENCES:
             raise KeyError(f"no defence is defined for {dataset!r}; use one of {sorted(DEFENCES)}")
-        target, family, _, _ = DATASETS[dataset]
-        epochs, lam_upper, lam_lower = ATTACKS[(dataset, "cca")]
         shares = [float(s) for s in profile["shares"]]
         if any(not 0 <= s < 1 for s in shares):
             raise ValueError(f"discarded shares must lie in [0, 1), got {shares}")
         trials.append({
-            "dataset": dataset, "target": target, "family": family, "attack": "cca",
-            "modeler": "mean", "valuation": DEFENCES[dataset],
-            "k_neighbors": profile["k_neighbors"], "shares": shares,
-            "epochs": max(1, int(np.ceil(epochs * profile["epoch_scale"]))),
-            "lam_upper": lam_upper, "lam_lower": lam_lower, "lr": profile["lr"],
-            "masks": profile["masks"], "seed": profile["seed"]})
+            **attack_trial(dataset, "cca", profile["epoch_scale"]), "modeler": "mean",
+            "valuation": DEFENCES[dataset], "k_neighbors": profile["k_neighbors"],
+            "shares": shares, "lr": profile["lr"], "masks": profile["masks"],
+            "seed": profile["seed"]})
     return trials
 
 
@@ -78,10 +72,8 @@ def run_trial(params: dict) -> dict:
     from ..am.modelers import remediate
 
     start = time.perf_counter()
-    data = load(params["dataset"], seed=params["seed"])
-    features, target = data.features, params["target"]
-    frame = data.part("train")[features + [data.target]].reset_index(drop=True)
-    attack, _ = _train(frame, params)
+    data, frame, run = train_on_split(params)
+    features, target, attack = data.features, params["target"], run.blamm
     theta_alpha = attack.theta_frame()["theta_alpha"]
     theta_true = fit_glm(frame[features], frame[data.target], params["family"]).params
     theta_true = theta_true.reindex(theta_alpha.index)
@@ -149,10 +141,8 @@ def summarise(trials: list[dict], results: list[dict]) -> pd.DataFrame:
 
 @register("am-defence")
 def run(profile: str) -> dict:
-    config = PROFILES[profile]
-    trials = trial_grid(config)
-    results = run_trials(run_trial, trials, experiment=f"am-defence-{profile}",
-                         n_jobs=config["n_jobs"])
+    config, trials, results = run_profile(run_trial, trial_grid, PROFILES, profile,
+                                          experiment="am-defence")
     return {"seed": config["seed"], "config": {**config, "trials": trials},
             "results": {"summary": summarise(trials, results).to_dict(orient="records"),
                         "trials": [{"params": p, **{k: r[k] for k in (

@@ -1,7 +1,7 @@
 """Detecting adversarial missingness: do MCAR tests flag BLAMM's masks?  (Not in the AM paper.)
 
 One trial is a (data set, attack) pair of :mod:`amlib.experiments.am_pvalues`, trained with the
-paper's Table 4 settings (its ``_train``).  Then ``masks`` masked copies of the training split
+paper's Table 4 settings (:func:`amlib.am.attack.train_attack`).  Then ``masks`` masked copies of the training split
 are drawn from the learned mechanism and as many from MCAR at the same pattern probabilities,
 and on each copy the modeler runs the two tests of :mod:`amlib.am.detection`: Little's MCAR test on
 all columns (features and response) and the missingness-predictability test of the target's
@@ -15,10 +15,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from . import register
-from .am_pvalues import ATTACKS, DATASETS, _train
-from .trials import run_trials
-from ..data import load
+from .registry import register
+from .am_datasets import AM_TARGETS, attack_trial, train_on_split
+from .trials import run_profile
 
 __all__ = ["PROFILES", "ALPHA", "trial_grid", "run_trial", "summarise", "run"]
 
@@ -35,15 +34,11 @@ def trial_grid(profile: dict) -> list[dict]:
     """The (data set, attack) trials of a profile with Table 4's epochs and λs."""
     trials = []
     for dataset in profile["datasets"]:
-        target, family, attacks, _ = DATASETS[dataset]
         for attack in profile["attacks"]:
-            if attack not in attacks or attack == "regression":
+            if attack not in AM_TARGETS[dataset].attacks or attack == "regression":
                 raise KeyError(f"no {attack!r} attack on {dataset!r} in this experiment")
-            epochs, lam_upper, lam_lower = ATTACKS[(dataset, attack)]
-            trials.append({"dataset": dataset, "target": target, "family": family,
-                           "attack": attack, "epochs": epochs, "lam_upper": lam_upper,
-                           "lam_lower": lam_lower, "lr": profile["lr"], "masks": profile["masks"],
-                           "seed": profile["seed"]})
+            trials.append({**attack_trial(dataset, attack), "lr": profile["lr"],
+                           "masks": profile["masks"], "seed": profile["seed"]})
     return trials
 
 
@@ -52,16 +47,15 @@ def run_trial(params: dict) -> dict:
     from ..am.detection import little_mcar_test, missingness_predictability_test
 
     start = time.perf_counter()
-    data = load(params["dataset"], seed=params["seed"])
-    frame = data.part("train")[data.features + [data.target]].reset_index(drop=True)
-    attack, _ = _train(frame, params)
+    _, frame, run = train_on_split(params)
+    attack = run.blamm
     rows = []
-    for mechanism in ("learned", "mcar"):
+    for mechanism in ("blamm", "mcar"):
         masks = attack.sample_masks(params["masks"], seed=params["seed"] + 1, mechanism=mechanism)
         for index, masked in enumerate(masks):
             little = little_mcar_test(masked)
             logistic = missingness_predictability_test(masked, params["target"])
-            rows.append({"mechanism": "BLAMM" if mechanism == "learned" else "MCAR",
+            rows.append({"mechanism": mechanism.upper(),
                          "mask": index, "hidden_share": float(masked[params["target"]].isna().mean()),
                          "little_statistic": little.statistic, "little_df": little.df,
                          "little_pvalue": little.pvalue, "lr_statistic": logistic.statistic,
@@ -86,10 +80,8 @@ def summarise(trials: list[dict], results: list[dict]) -> pd.DataFrame:
 
 @register("am-detection")
 def run(profile: str) -> dict:
-    config = PROFILES[profile]
-    trials = trial_grid(config)
-    results = run_trials(run_trial, trials, experiment=f"am-detection-{profile}",
-                         n_jobs=config["n_jobs"])
+    config, trials, results = run_profile(run_trial, trial_grid, PROFILES, profile,
+                                          experiment="am-detection")
     masks = [dict(row, dataset=p["dataset"], attack=p["attack"])
              for p, r in zip(trials, results) for row in r["masks"]]
     return {"seed": config["seed"], "config": {**config, "alpha": ALPHA, "trials": trials},

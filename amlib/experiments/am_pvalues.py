@@ -24,48 +24,19 @@ mechanism) cell up with them.
 """
 from __future__ import annotations
 
-import copy
-import math
 import time
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 
-from . import register
-from .am_datasets import audit_score
+from .registry import register
+from .am_datasets import AM_TARGETS, attack_trial, audit_score, train_on_split
 from .trials import run_trials
-from ..data import load
 
-__all__ = ["DATASETS", "ATTACKS", "PROFILES", "DIAGNOSTICS", "CLAIMED_PAIRS",
+__all__ = ["PROFILES", "DIAGNOSTICS", "CLAIMED_PAIRS",
            "KNOWN_DISAGREEMENTS", "trial_grid", "diagnostic_grid", "run_trial", "run", "summarise",
            "feature_table", "paper_values", "compare_cells", "claimed_cells", "missing_rates"]
-
-#: data set -> (target feature, GLM family, attacks it is attacked with, modelers it is fitted by)
-DATASETS = {
-    "ca-housing": ("MedInc", "gaussian", ("mean", "cca", "regression"),
-                   ("mean", "cca", "regression", "mice")),
-    "wine-quality": ("alcohol", "binomial", ("mean", "cca", "regression"),
-                     ("mean", "cca", "regression", "mice")),
-    "german-credit": ("installment_rate", "binomial", ("mean", "cca", "regression"),
-                      ("mean", "cca", "regression", "mice")),
-    # sex is binary: only complete-case analysis and MICE make sense for it (paper, Table 7)
-    "diabetes": ("sex", "gaussian", ("cca",), ("cca", "mice")),
-}
-
-#: the paper's Table 4: (epochs, λ upper, λ lower) per attack and data set; lr 0.01 throughout
-ATTACKS = {
-    ("ca-housing", "mean"): (200, 0.01, 0.0),
-    ("wine-quality", "mean"): (200, 0.01, 0.0),
-    ("german-credit", "mean"): (200, 0.01, 0.0),
-    ("ca-housing", "cca"): (600, 0.05, 0.0),
-    ("wine-quality", "cca"): (300, 0.01, 1e-7),
-    ("german-credit", "cca"): (200, 0.01, 0.0),
-    ("diabetes", "cca"): (200, 0.01, 0.0),
-    ("ca-housing", "regression"): (1000, 0.05, 0.0),
-    ("wine-quality", "regression"): (500, 0.01, 1e-7),
-    ("german-credit", "regression"): (333, 0.01, 0.0),
-}
 
 #: ``epoch_scale`` multiplies Table 4's epochs; ``datasets``/``attacks`` restrict the grid.
 PROFILES = {
@@ -109,63 +80,28 @@ KNOWN_DISAGREEMENTS = {
 }
 
 
+def _trial(dataset: str, attack: str, modelers, profile: dict, *, seed: int,
+           epoch_scale: float) -> dict:
+    return {**attack_trial(dataset, attack, epoch_scale), "modelers": list(modelers),
+            "lr": profile["lr"], "masks": profile["masks"], "seed": seed}
+
+
 def trial_grid(profile: dict) -> list[dict]:
     """The (data set, attack) trials of a profile, with everything a trial needs to run."""
-    trials = []
-    for dataset, (target, family, attacks, modelers) in DATASETS.items():
-        if profile["datasets"] is not None and dataset not in profile["datasets"]:
-            continue
-        for attack in attacks:
-            if profile["attacks"] is not None and attack not in profile["attacks"]:
-                continue
-            epochs, lam_upper, lam_lower = ATTACKS[(dataset, attack)]
-            trials.append({
-                "dataset": dataset, "target": target, "family": family, "attack": attack,
-                "modelers": list(modelers), "epochs": max(1, math.ceil(epochs * profile["epoch_scale"])),
-                "lam_upper": lam_upper, "lam_lower": lam_lower, "lr": profile["lr"],
-                "masks": profile["masks"], "seed": profile["seed"]})
-    return trials
+    return [_trial(name, attack, spec.modelers, profile, seed=profile["seed"],
+                   epoch_scale=profile["epoch_scale"])
+            for name, spec in AM_TARGETS.items()
+            if profile["datasets"] is None or name in profile["datasets"]
+            for attack in spec.attacks
+            if profile["attacks"] is None or attack in profile["attacks"]]
 
 
 def diagnostic_grid(profile: dict) -> list[dict]:
     """The :data:`DIAGNOSTICS` trials (empty unless the profile asks for them)."""
     if not profile.get("diagnostics"):
         return []
-    trials = []
-    for dataset, attack, seed, scale, modelers in DIAGNOSTICS:
-        target, family, _, _ = DATASETS[dataset]
-        epochs, lam_upper, lam_lower = ATTACKS[(dataset, attack)]
-        trials.append({
-            "dataset": dataset, "target": target, "family": family, "attack": attack,
-            "modelers": list(modelers), "epochs": max(1, math.ceil(epochs * scale)),
-            "lam_upper": lam_upper, "lam_lower": lam_lower, "lr": profile["lr"],
-            "masks": profile["masks"], "seed": seed})
-    return trials
-
-
-def _train(frame: pd.DataFrame, params: dict):
-    from ..am.blamm import BLAMM
-
-    # Table 4's lower-level λ multiplies ‖θ‖² next to a *sum* over rows (eq. 8); amlib's lower
-    # objective is a mean over rows, so the same penalty is λ/N here.
-    # We read Table 4's upper λ as multiplying the missing rate of the target (Table 5's
-    # quantity); BLAMM's Ω is the hidden share of all d features, which is that rate / d, so the
-    # same penalty is λ·d.  (The paper's Section 4 formula puts λ on the share of all d features;
-    # read literally, with our mean-KL g, the ca-housing CCA attack hid ~98% of MedInc in a
-    # development run against Table 5's 40%, while this reading reproduces Table 5's rates.)
-    d = frame.shape[1] - 1
-    common = dict(response=frame.columns[-1], masked=[params["target"]], family=params["family"],
-                  lam_upper=params["lam_upper"] * d, lam_lower=params["lam_lower"] / len(frame),
-                  seed=params["seed"], progress_bar=False)
-    if params["attack"] != "regression":
-        return BLAMM(frame, proxy=params["attack"], lr=params["lr"], epochs=params["epochs"],
-                     **common).fit(), None
-    warm_epochs = max(1, int(round(0.6 * params["epochs"])))
-    warm = BLAMM(frame, proxy="cca", lr=params["lr"], epochs=warm_epochs, **common).fit()
-    tuned = BLAMM(frame, proxy="regression", mechanism=copy.deepcopy(warm.adversary),
-                  lr=params["lr"] / 100, epochs=max(1, params["epochs"] - warm_epochs),
-                  **common).fit()
-    return tuned, warm
+    return [_trial(dataset, attack, modelers, profile, seed=seed, epoch_scale=scale)
+            for dataset, attack, seed, scale, modelers in DIAGNOSTICS]
 
 
 def run_trial(params: dict) -> dict:
@@ -173,21 +109,16 @@ def run_trial(params: dict) -> dict:
     from ..am.modelers import fit_modeler, mice_backend
 
     start = time.perf_counter()
-    data = load(params["dataset"], seed=params["seed"])
-    frame = data.part("train")[data.features + [data.target]].reset_index(drop=True)
-    attack, warm = _train(frame, params)
+    data, _, run = train_on_split(params)
+    attack = run.blamm
     thetas = attack.theta_frame()
     theta_alpha = thetas["theta_alpha"]
     alpha_norm = float(np.abs(theta_alpha.drop("const")).sum())
-    history = attack.history_frame()
-    if warm is not None:
-        history = pd.concat([warm.history_frame().assign(stage="cca"),
-                             history.assign(stage="regression")], ignore_index=True)
-    history = history[["loss", "g", "omega", "missing_rate"]].astype(float)
+    history = run.history()[["loss", "g", "omega", "missing_rate"]].astype(float)
     train_time = time.perf_counter() - start
     X_audit, y_audit = data.X("audit"), data.y("audit")
     rows = []
-    for mechanism in ("learned", "mcar"):
+    for mechanism in ("blamm", "mcar"):
         masks = attack.sample_masks(params["masks"], seed=params["seed"] + 1, mechanism=mechanism)
         for mask_index, masked in enumerate(masks):
             hidden = float(masked[params["target"]].isna().mean())
@@ -197,7 +128,7 @@ def run_trial(params: dict) -> dict:
                 theta_hat = fit.params.reindex(theta_alpha.index)
                 l1 = float(np.abs(theta_hat - theta_alpha).drop("const").sum())
                 rows.append({
-                    "mechanism": "BLAMM" if mechanism == "learned" else "MCAR",
+                    "mechanism": mechanism.upper(),
                     "mask": mask_index, "modeler": modeler, "hidden_share": hidden,
                     "coef": float(fit.params[params["target"]]),
                     "pvalue": float(fit.pvalues[params["target"]]),

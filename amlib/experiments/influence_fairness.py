@@ -7,7 +7,7 @@ one (data set, metric) with its whole s grid; every step is deterministic (no se
 """
 from __future__ import annotations
 
-from . import register
+from .registry import register
 from .trials import run_trials
 from ..influence.fairness import LI_LIU_SETTINGS, SCALES
 

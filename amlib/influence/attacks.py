@@ -10,7 +10,7 @@ optimisation; every step
 
 1. solves s_a = (H + δI)⁻¹G_test at the current θ (CG warm-started from the previous step and,
    by default, K-FAC-preconditioned with a feature Gram matrix factorised once per attack; see
-   :class:`~amlib.influence.hvp.KFACPreconditioner`) and ranks all n points from one matrix
+   :class:`~amlib.influence.preconditioners.KFACPreconditioner`) and ranks all n points from one matrix
    product; logs the target's rank, the objective and the
    accuracy; stops early once every target has rank < k;
 2. linearises the objective (:func:`~amlib.influence.surrogate.attack_coefficients`: "max_target",
@@ -28,14 +28,12 @@ with a weighted sampler in minibatch Adam (direct reweighing was unstable there)
 the exactly weighted full-batch objective (1/n)(Σ_{i≠t} ℓ_i + λ ℓ_t) + (l2/2)‖θ‖² with Newton,
 which is the optimum that the sampler approximates.
 
-The untargeted scaling attack θ → s·θ is :func:`~amlib.influence.models.scale_model`.
+The untargeted scaling attack θ → s·θ is :func:`~amlib.influence.models.scale_theta`.
 """
 from __future__ import annotations
 
 import math
-import sys
 import time
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -46,9 +44,10 @@ import pytorch_lightning as pl
 
 from ..training import fit_full_batch, one_batch_loader
 
-from .hvp import FeatureGram, InverseHVP
-from .models import LogisticModel, check_theta, fit_logistic
-from .scores import _grad_dot, influence_values, ranks, residuals_at
+from .fitting import fit_logistic
+from .models import LogisticModel, check_theta
+from .preconditioners import FeatureGram
+from .scores import influence_values, ranks, values_and_ranks
 from .surrogate import (OBJECTIVES, attack_coefficients, check_targets, project_to_ball,
                         random_initialisation, surrogate_gradient)
 
@@ -82,7 +81,7 @@ class TargetedInfluenceAttack(pl.LightningModule):
     lr, steps, lr_drop_step, lr_drop : Adam's learning rate, the number of steps, and the step
         at which the learning rate is multiplied by ``lr_drop``.
     theta_init : the starting point (default θ*); it is projected into the ball.
-    method, damping, solver_opts : the inverse-HVP solver (see :class:`~amlib.influence.InverseHVP`).
+    method, damping, solver_opts : the inverse-HVP solver (see :func:`~amlib.influence.InverseHVP`).
     precondition : CG's preconditioner: ``"kfac"`` (default; its feature Gram matrix is
         eigendecomposed once here, or taken from ``solver_opts["gram"]``), ``"jacobi"`` or
         ``False`` (none). It changes the iterations per solve, not the solutions.
@@ -151,17 +150,13 @@ class TargetedInfluenceAttack(pl.LightningModule):
         t0 = time.perf_counter()
         model = self.model
         theta = (self.theta if theta is None else theta).detach()
-        solver = InverseHVP(model, theta, self.X, method=self.method, damping=self.damping,
-                            **self.solver_opts)
+        result = values_and_ranks(model, theta, self.X, self.y, self.X_test, self.y_test,
+                                  x0=self._s_a if self.method == "cg" else None,
+                                  method=self.method, damping=self.damping, **self.solver_opts)
+        values, info = result.values, result.ihvp_info
         with torch.no_grad():
-            G = model.gradient_from_residuals(model.residuals(theta, self.X_test, self.y_test),
-                                              self.X_test)
-        info = solver.solve(G, x0=self._s_a if self.method == "cg" else None)
-        with torch.no_grad():
-            R = residuals_at(model, theta, self.X, self.y, solver)   # P from the solver
-            values = _grad_dot(model, self.X, R, info.solution[None], solver)[:, 0]
             acc = float((model.predict(theta, self.X_eval) == self.y_eval).double().mean())
-        r = ranks(values)
+        r = result.ranks()
         target_ranks = [int(r[t]) for t in self.targets]
         c = attack_coefficients(values, self.targets if not self.single else self.targets[0],
                                 self.k, self.objective)
@@ -177,53 +172,86 @@ class TargetedInfluenceAttack(pl.LightningModule):
             "lr": None,
             "solver_iterations": int(info.iterations),
             "solver_residual": float(info.relative_residual),
+            "rank_iterations": int(info.iterations),
+            "rank_residual": float(info.relative_residual),
             "seconds": 0.0,
         }
         if not self.single:
             record["mean_rank"] = float(np.mean(target_ranks))
             record["ranks"] = tuple(target_ranks)
         self._s_a = info.solution
-        self._last = {"values": values, "c": c, "solver": solver, "s_a": info.solution,
+        self._last = {"values": values, "c": c, "solver": result.solver, "s_a": info.solution,
                       "ranks": target_ranks, "t0": t0}
         return record
 
-    # ----- Lightning hooks -------------------------------------------------------------------
-    def training_step(self, batch, batch_idx):
+    @property
+    def target_ranks(self) -> list[int]:
+        """The targets' ranks at the last evaluated θ."""
+        return list(self._last["ranks"])
+
+    def forget_warm_start(self) -> None:
+        """Start the next solve cold (after evaluating a θ that is not on the attack's path)."""
+        self._s_a = None
+
+    # ----- one step of Alg. 3 -------------------------------------------------------------
+    def attack_step(self, optimizer, scheduler=None) -> dict:
+        """Rank at the current θ, then (unless every target is already in the top-k and
+        ``early_stop``) the backward-friendly gradient, an optimizer step, the scheduler's step
+        and the projection onto the ball. Appends and returns the step's record, with the
+        solves' iterations and residuals and the seconds of each phase (ranking, gradient,
+        update). Lightning calls it once per epoch (:meth:`training_step`); the benchmark calls
+        it directly with the pair from :meth:`make_optimizer`."""
         record = self.evaluate()
         self.history.append(record)
+        last = self._last
         if self.early_stop and record["success_rate"] == 1.0:
             self.done = True
-            self.trainer.should_stop = True
-            record["seconds"] = time.perf_counter() - self._last["t0"]
-            return None
-        last = self._last
+            record["seconds"] = time.perf_counter() - last["t0"]
+            return record
+        t1 = time.perf_counter()
         out = surrogate_gradient(self.model, self.theta.detach(), self.X, self.y, self.X_test,
                                  self.y_test, last["c"], s_a=last["s_a"],
                                  x0=self._s_b if self.method == "cg" else None,
                                  solver=last["solver"])
         self._s_b = out.s_b
-        opt = self.optimizers()
-        record["lr"] = float(opt.param_groups[0]["lr"])   # the rate this step uses
-        opt.zero_grad()
+        t2 = time.perf_counter()
+        record["lr"] = float(optimizer.param_groups[0]["lr"])   # the rate this step uses
+        optimizer.zero_grad()
         self.theta.grad = out.grad.to(self.theta.dtype)
-        opt.step()
-        sched = self.lr_schedulers()
-        if sched is not None:
-            sched.step()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         with torch.no_grad():
             self.theta.copy_(project_to_ball(self.theta, self.theta_star, self.radius))
-        record["solver_iterations"] += int(out.ihvp_info.iterations)
-        record["solver_residual"] = max(record["solver_residual"],
-                                        float(out.ihvp_info.relative_residual))
-        record["seconds"] = time.perf_counter() - last["t0"]
+        t3 = time.perf_counter()
+        record["gradient_iterations"] = int(out.ihvp_info.iterations)
+        record["gradient_residual"] = float(out.ihvp_info.relative_residual)
+        record["solver_iterations"] += record["gradient_iterations"]
+        record["solver_residual"] = max(record["solver_residual"], record["gradient_residual"])
+        record.update(rank_seconds=t1 - last["t0"], gradient_seconds=t2 - t1,
+                      update_seconds=t3 - t2, seconds=t3 - last["t0"])
+        return record
+
+    def make_optimizer(self):
+        """(Adam on θ, the StepLR that multiplies its rate by ``lr_drop`` at ``lr_drop_step``,
+        or None when there is no drop)."""
+        opt = torch.optim.Adam([self.theta], lr=self.lr)
+        if self.lr_drop_step is None or self.lr_drop_step <= 0:
+            return opt, None
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=int(self.lr_drop_step),
+                                                    gamma=self.lr_drop)
+
+    # ----- Lightning hooks -------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        self.attack_step(self.optimizers(), self.lr_schedulers())
+        if self.done:
+            self.trainer.should_stop = True
         return None
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam([self.theta], lr=self.lr)
-        if self.lr_drop_step is None or self.lr_drop_step <= 0:
+        opt, sched = self.make_optimizer()
+        if sched is None:
             return opt
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=int(self.lr_drop_step),
-                                                gamma=self.lr_drop)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def train_dataloader(self):
@@ -268,7 +296,7 @@ class AttackResult:
         self.theta = module.theta.detach().clone()
         self.targets = module.targets
         self.k = module.k
-        self.final_ranks = list(module._last["ranks"])
+        self.final_ranks = module.target_ranks
         self.final_rank = self.final_ranks[0] if module.single else self.final_ranks
         self.success_rate = last["success_rate"]
         self.success = self.success_rate == 1.0
@@ -326,11 +354,11 @@ def run_targeted_attack(model: LogisticModel, theta_star: torch.Tensor, X, y, X_
                                          theta_init=init, **common)
         if initial is None:
             module.evaluate(theta_star.detach())
-            initial = list(module._last["ranks"])
-            module._s_a = None
+            initial = module.target_ranks
+            module.forget_warm_start()
         module.fit(seed=seed + i)
         last = module.history[-1]
-        mean_rank = float(np.mean(module._last["ranks"]))
+        mean_rank = float(np.mean(module.target_ranks))
         rows.append({"init": i, "start": "honest" if (honest_init and i == 0) else "random",
                      "success_rate": last["success_rate"], "rank": last["rank"],
                      "mean_rank": mean_rank, "accuracy": last["accuracy"],

@@ -28,9 +28,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .hvp import InverseHVP
+from .ihvp import InverseHVP
 from .models import LogisticModel
-from .scores import _grad_dot
+from .scores import values_and_ranks
 
 __all__ = ["AuditReport", "audit_influence_calculator", "honest_score_fn"]
 
@@ -65,6 +65,14 @@ def _call(score_fn, Q: torch.Tensor, n_expected: int | None) -> torch.Tensor:
     return out
 
 
+def _query_matrix(queries, p: int, dtype: torch.dtype, name: str) -> torch.Tensor:
+    """Queries given by the caller as a (q, p) tensor of ``dtype``; other shapes raise."""
+    Q = torch.as_tensor(queries).to(dtype)
+    if Q.ndim != 2 or Q.shape[1] != p:
+        raise ValueError(f"{name} must be (q, {p}), got {tuple(Q.shape)}")
+    return Q
+
+
 def audit_influence_calculator(score_fn: Callable, n_params: int, *, n_checks: int = 5,
                                seed: int = 0, rtol: float = 1e-6, basis: str = "random",
                                queries: torch.Tensor | None = None,
@@ -94,9 +102,7 @@ def audit_influence_calculator(score_fn: Callable, n_params: int, *, n_checks: i
         else:
             raise ValueError(f"unknown basis {basis!r}; use 'identity' or 'random'")
     else:
-        Q = torch.as_tensor(queries).to(dtype)
-        if Q.ndim != 2 or Q.shape[1] != p:
-            raise ValueError(f"queries must be (q, {p}), got {tuple(Q.shape)}")
+        Q = _query_matrix(queries, p, dtype, "queries")
     U, sv, Vh = torch.linalg.svd(Q, full_matrices=False)
     rank = int((sv > sv[0] * max(Q.shape) * torch.finfo(dtype).eps).sum()) if sv.numel() else 0
     if rank < p and not subspace:
@@ -112,9 +118,7 @@ def audit_influence_calculator(score_fn: Callable, n_params: int, *, n_checks: i
             raise ValueError("n_checks must be >= 1")
         Q2 = torch.randn(n_checks, p, generator=gen, dtype=dtype)
     else:
-        Q2 = torch.as_tensor(check_queries).to(dtype)
-        if Q2.ndim != 2 or Q2.shape[1] != p:
-            raise ValueError(f"check_queries must be (q, {p}), got {tuple(Q2.shape)}")
+        Q2 = _query_matrix(check_queries, p, dtype, "check_queries")
     if rank < p:   # the map is only identified on span(Q): checks must stay inside it
         basis_r = Vh[:rank]                                  # orthonormal rows spanning Q
         outside = (Q2 - (Q2 @ basis_r.T) @ basis_r).norm(dim=1) / Q2.norm(dim=1).clamp_min(1e-300)
@@ -139,12 +143,10 @@ def honest_score_fn(model: LogisticModel, theta: torch.Tensor, X, y, *, method: 
     X, y = model.validate(theta, X, y)
     theta = theta.detach()
     solver = InverseHVP(model, theta, X, method=method, damping=damping, **solver_opts)
-    R = model.residuals(theta, X, y)
 
     def score(Q: torch.Tensor) -> torch.Tensor:
         Q = torch.as_tensor(Q).to(device=X.device, dtype=X.dtype)
-        S = solver.solve(Q if Q.ndim == 2 else Q[None]).solution
-        S = S if S.ndim == 2 else S[None]
-        return _grad_dot(model, X, R, S).T       # (q, n)
+        Q = Q if Q.ndim == 2 else Q[None]
+        return values_and_ranks(model, theta, X, y, query_grad=Q, solver=solver).values.T  # (q, n)
 
     return score

@@ -6,9 +6,9 @@ The pipeline of Li & Liu, with the settings of the influence paper's code:
    ``Σ_i w_i ℓ(z_i, θ) + (l2/2)‖θ‖²`` (sklearn's ``C = 1/l2``; :func:`fit_weighted`);
 2. for a validation function F (the summed validation log-loss for utility, a differentiable
    fairness gap for fairness) compute the influence of every training sample,
-   ``infl_F(i) = g_iᵀ H⁻¹ ∇F(θ)`` with ``g_i = (p_i − y_i) x_i`` and
-   ``H = Σ_i p_i(1 − p_i) x_i x_iᵀ + l2·I`` (Cholesky solve): the first-order change of F when
-   sample i is *removed* (:func:`influence_on_validation`);
+   ``infl_F(i) = g_iᵀ H_Σ⁻¹ ∇F(θ)`` with ``g_i = (p_i − y_i) x_i`` and
+   ``H_Σ = Σ_i p_i(1 − p_i) x_i x_iᵀ + l2·I``: the first-order change of F when sample i is
+   *removed* (:func:`influence_on_validation`);
 3. solve the linear programme over removal fractions ``x ∈ [0, 1]ⁿ`` and retrain with sample
    weights ``w = 1 − x`` (:func:`reweighing_lp`, :func:`reweigh`).
 
@@ -20,15 +20,38 @@ Fairness functions (Li & Liu's): DP — mean predicted probability of group 1 mi
 mean log-loss of group-0 positives minus that of group-1 positives. Reported gaps
 (:func:`dp_gap`, :func:`eop_gap`) use hard predictions: |P(ŷ=1 | s=1) − P(ŷ=1 | s=0)| and the
 absolute difference of true-positive rates.
+
+One influence engine, one sign convention
+-----------------------------------------
+Li & Liu write the objective as a *sum* (sklearn's ``C = 1/l2``) and the influence of
+*removing* a sample; :mod:`amlib.influence` works with the *mean* loss and reports the value of
+*up-weighting* (:mod:`amlib.influence.scores`). The two meet exactly, and the influences here are
+computed by :func:`~amlib.influence.scores.values_and_ranks` (exact solver) after this
+conversion:
+
+- penalty: Σ_i ℓ_i + (l2/2)‖θ‖² = n·[(1/n) Σ_i ℓ_i + (l2/(2n))‖θ‖²], the same minimiser as
+  the library's R(θ) with ``LogisticModel(l2 = l2/n)``, and Hessians H_Σ = n·H;
+- sign: the library's value of sample i for a query gradient G is ``Gᵀ H⁻¹ g_i``, the value of
+  up-weighting, and removing i changes G's function by ≈ value/n (see
+  :func:`~amlib.influence.scores.leave_one_out_values`). With G = ∇F:
+
+      infl_F(i) = g_iᵀ H_Σ⁻¹ ∇F = ∇Fᵀ H⁻¹ g_i / n = value_F(i) / n.
+
+So a *negative* ``infl_F(i)`` is a sample whose removal lowers F (helps fairness or utility),
+exactly Li & Liu's convention, and ``infl = values / n`` is the only conversion.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
+import torch
 from scipy.optimize import linprog
 from scipy.special import expit
+
+from .fitting import fit_logistic
+from .models import LogisticModel
+from .scores import query_gradient, values_and_ranks
 
 __all__ = ["METRICS", "LI_LIU_SETTINGS", "SCALES", "dp_gap", "eop_gap", "fairness_function",
            "Influences", "influence_on_validation", "LPResult", "InfeasibleLPError",
@@ -124,11 +147,13 @@ class Influences:
 
 def influence_on_validation(theta, x_train, y_train, x_val, y_val, s_val, l2: float,
                             metric: str = "dp") -> Influences:
-    """``infl_F(i) = g_iᵀ H⁻¹ ∇F(θ)`` for utility and fairness (Li & Liu 2022, Sec. 3).
+    """``infl_F(i) = g_iᵀ H_Σ⁻¹ ∇F(θ)`` for utility and fairness (Li & Liu 2022, Sec. 3).
 
-    Removing sample i from ``Σ_j ℓ_j + (l2/2)‖θ‖²`` moves the minimiser by ≈ ``H⁻¹ g_i``, so F
-    changes by ≈ ``∇Fᵀ H⁻¹ g_i``. H is the Hessian ``Σ p(1−p) x xᵀ + l2·I`` at ``theta`` (which
-    need not be a minimiser: the attack evaluates it at ``s·θ_ERM``), solved by Cholesky.
+    Removing sample i from ``Σ_j ℓ_j + (l2/2)‖θ‖²`` moves the minimiser by ≈ ``H_Σ⁻¹ g_i``, so F
+    changes by ≈ ``∇Fᵀ H_Σ⁻¹ g_i``. Computed by the library's engine at ``theta`` (which need not
+    be a minimiser: the attack evaluates it at ``s·θ_ERM``): the values of the two query
+    gradients (∇ of the summed validation log-loss, ∇F) for ``LogisticModel(l2 = l2/n)``, no
+    intercept, exact solver, divided by n (the conversion is in the module docstring).
     """
     x_train, y_train, _ = _arrays(x_train, y_train)
     x_val, y_val, s_val = _arrays(x_val, y_val, s_val)
@@ -137,16 +162,18 @@ def influence_on_validation(theta, x_train, y_train, x_val, y_val, s_val, l2: fl
         raise ValueError("theta, training and validation features must have the same dimension")
     if not l2 > 0:
         raise ValueError(f"l2 must be > 0 (the Hessian must be positive definite), got {l2}")
-    p = expit(x_train @ theta)
-    hessian = (x_train * (p * (1 - p))[:, None]).T @ x_train + l2 * np.eye(len(theta))
-    grads = (p - y_train)[:, None] * x_train                       # g_i, one row per sample
-    p_val = expit(x_val @ theta)
-    util_grad = ((p_val - y_val)[:, None] * x_val).sum(0)
-    util_loss = float(-(y_val * np.log(np.clip(p_val, 1e-16, None))
-                        + (1 - y_val) * np.log(np.clip(1 - p_val, 1e-16, None))).sum())
+    n = len(y_train)
+    model = LogisticModel(x_train.shape[1], 2, bias=False, l2=l2 / n)
+    theta_t = torch.as_tensor(theta, dtype=torch.float64)
+    X, y = torch.tensor(x_train), torch.tensor(y_train).long()
+    X_val, y_val_t = torch.tensor(x_val), torch.tensor(y_val).long()
+    util_grad = query_gradient(model, theta_t, X_val, y_val_t)     # ∇ Σ_val ℓ
+    with torch.no_grad():
+        util_loss = float(model.loss(theta_t, X_val, y_val_t, "sum"))
     fair_loss, fair_grad = fairness_function(theta, x_val, y_val, s_val, metric)
-    solved = cho_solve(cho_factor(hessian), np.column_stack([util_grad, fair_grad]))
-    infl = grads @ solved
+    queries = torch.stack([util_grad, torch.as_tensor(fair_grad, dtype=torch.float64)])
+    values = values_and_ranks(model, theta_t, X, y, query_grad=queries, method="exact").values
+    infl = (values / n).numpy()
     return Influences(infl[:, 0], infl[:, 1], util_loss, fair_loss)
 
 
@@ -204,7 +231,6 @@ def fit_weighted(x, y, l2: float, sample_weight=None) -> np.ndarray:
     The same minimiser as sklearn's ``LogisticRegression(C=1/l2, fit_intercept=False)`` that
     Li & Liu use; weights must lie in [0, 1] (the LP's ``1 − x``).
     """
-    from .models import fit_logistic
     x, y, _ = _arrays(x, y)
     if sample_weight is not None:
         sample_weight = np.asarray(sample_weight, dtype=float).reshape(-1)

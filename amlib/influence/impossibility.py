@@ -30,9 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .hvp import InverseHVP
 from .models import LogisticModel
-from .scores import _grad_dot, ranks
+from .scores import values_and_ranks
 from .surrogate import check_targets
 
 __all__ = ["one_hot_construction", "max_rank_search", "VARIANTS"]
@@ -99,11 +98,8 @@ def max_rank_search(X, y, X_test, y_test, target: int, *, k: int = 1, bias: bool
     for scale in scales:
         for draw in range(int(n_draws)):
             theta = float(scale) * torch.randn(model.n_params, generator=gen, dtype=X.dtype)
-            solver = InverseHVP(model, theta, X, method=method)
-            G = model.gradient_from_residuals(model.residuals(theta, X_test, y_test), X_test)
-            s = solver.solve(G).solution
-            values = _grad_dot(model, X, model.residuals(theta, X, y), s[None])[:, 0]
-            r = ranks(values)
+            result = values_and_ranks(model, theta, X, y, X_test, y_test, method=method)
+            values, r = result.values, result.ranks()
             kth = float(torch.sort(values[others], descending=True).values[k - 1])
             p = torch.sigmoid(X @ model.split(theta)[0].T).flatten()
             rows.append({"scale": float(scale), "draw": draw, "target_rank": int(r[target]),

@@ -19,36 +19,42 @@ product for all n points (:func:`per_sample_grad_dot`).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .hvp import IHVPResult, InverseHVP, shared_feature_products
-from .models import LogisticModel, NotStationaryWarning, fit_logistic
+from .fitting import fit_logistic
+from .hessian import direction_logits
+from .ihvp import InverseHVP
+from .models import LogisticModel, NotStationaryWarning
+from .solvers import IHVPResult, InverseHVPSolver
 
-__all__ = ["per_sample_grad_dot", "per_sample_gradients", "test_gradient", "influence_values",
-           "InfluenceResult", "ranks", "leave_one_out_values", "stationarity", "residuals_at",
-           "STATIONARY_RTOL"]
+__all__ = ["per_sample_grad_dot", "per_sample_gradients", "query_gradient", "values_and_ranks",
+           "influence_values", "InfluenceResult", "ranks", "leave_one_out_values",
+           "stationarity", "residuals_at", "STATIONARY_RTOL"]
 
 #: relative gradient norm above which θ counts as not stationary (see :func:`stationarity`)
 STATIONARY_RTOL = 1e-4
 
 
 def _grad_dot(model: LogisticModel, X: torch.Tensor, R: torch.Tensor,
-              S: torch.Tensor, solver: InverseHVP | None = None) -> torch.Tensor:
-    """(n, m): row i, column j = Σ_k R_ik (x_i · S_j[k, :d] + S_j[k, d]); the products X·S_j
-    come from ``solver``'s operator when it kept them (its residual check of S) on this X."""
-    return (shared_feature_products(model, X, S, solver) * R[:, None, :]).sum(dim=2)
+              S: torch.Tensor, solver: InverseHVPSolver | None = None) -> torch.Tensor:
+    """(n, m): row i, column j = Σ_k R_ik (x_i · S_j[k, :d] + S_j[k, d]) = g_i · S_j for the
+    residuals R = P − Y; the direction logits X·S_j come from ``solver`` when it kept them (its
+    residual check of S) on this X."""
+    U = direction_logits(model, X, S) if solver is None else solver.direction_logits(S, X)
+    return (U * R[:, None, :]).sum(dim=2)
 
 
 def per_sample_grad_dot(model: LogisticModel, theta: torch.Tensor, X, y,
-                        S: torch.Tensor, *, solver: InverseHVP | None = None) -> torch.Tensor:
+                        S: torch.Tensor, *, solver: InverseHVPSolver | None = None
+                        ) -> torch.Tensor:
     """g_i · s for every training point i, without the (n, p) matrix of per-sample gradients.
 
     ``S`` is one vector (p,) → result (n,), or m vectors (m, p) → result (n, m). ``solver``: an
-    :class:`~amlib.influence.hvp.InverseHVP` built at this θ on this X (e.g. the one that solved
-    S); its probabilities are reused for the residuals P − Y instead of another pass over X.
+    inverse-HVP solver built at this θ on this X (e.g. the one that solved S); its probabilities
+    are reused for the residuals P − Y instead of another pass over X.
     """
     X, y = model.validate(theta, X, y)
     single = S.ndim == 1
@@ -61,11 +67,11 @@ def per_sample_grad_dot(model: LogisticModel, theta: torch.Tensor, X, y,
 
 
 def residuals_at(model: LogisticModel, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
-                 solver: InverseHVP | None = None) -> torch.Tensor:
+                 solver: InverseHVPSolver | None = None) -> torch.Tensor:
     """(n, K) residuals P − Y at θ; P from ``solver``'s Hessian operator when it was built at this
-    θ on this X (:meth:`~amlib.influence.hvp.HessianOperator.cached_at`), else computed."""
-    if solver is not None and solver.op.cached_at(theta, X):
-        return solver.op.P - model.targets(y, X.dtype)
+    θ on this X (:meth:`~amlib.influence.solvers.InverseHVPSolver.cached_at`), else computed."""
+    if solver is not None:
+        return solver.residuals_at(theta, X, y)
     return model.residuals(theta, X, y)
 
 
@@ -81,10 +87,10 @@ def per_sample_gradients(model: LogisticModel, theta: torch.Tensor, X, y) -> tor
     return (R[:, :, None] * A[:, None, :]).reshape(X.shape[0], -1)
 
 
-def test_gradient(model: LogisticModel, theta: torch.Tensor, X_test, y_test) -> torch.Tensor:
-    """G_test = Σ_j ∇_θ ℓ(z_test_j, θ) (a sum, as in Eq. 3; no L2 term)."""
-    X_test, y_test = model.validate(theta, X_test, y_test, name="_test")
-    return model.gradient_from_residuals(model.residuals(theta, X_test, y_test), X_test)
+def query_gradient(model: LogisticModel, theta: torch.Tensor, X_query, y_query) -> torch.Tensor:
+    """G = Σ_j ∇_θ ℓ(z_j, θ) over the query (test) points (a sum, as in Eq. 3; no L2 term)."""
+    X_query, y_query = model.validate(theta, X_query, y_query, name="_test")
+    return model.gradient_from_residuals(model.residuals(theta, X_query, y_query), X_query)
 
 
 def stationarity(model: LogisticModel, theta: torch.Tensor, X, y) -> tuple[float, float]:
@@ -99,16 +105,59 @@ def stationarity(model: LogisticModel, theta: torch.Tensor, X, y) -> tuple[float
 
 @dataclass
 class InfluenceResult:
-    """values (n,) = G_testᵀ H⁻¹ g_i; s_test = H⁻¹ G_test; the solver's report; ‖∇R(θ)‖."""
+    """Influence at θ: ``values`` (n,) = G_testᵀ H⁻¹ g_i (or (n, m), one column per query
+    gradient), ``s_test`` = H⁻¹ G_test, the solver's report, G_test itself (``test_grad``),
+    ‖∇R(θ)‖ when checked, and the ``solver`` (at θ on the training features; reusable)."""
 
     values: torch.Tensor
     s_test: torch.Tensor
     ihvp_info: IHVPResult
     test_grad: torch.Tensor
     grad_norm: float = float("nan")
+    solver: InverseHVPSolver | None = field(default=None, repr=False)
 
     def ranks(self) -> torch.Tensor:
-        return ranks(self.values)
+        """:func:`ranks` of the values (column by column for several queries)."""
+        if self.values.ndim == 1:
+            return ranks(self.values)
+        return torch.stack([ranks(self.values[:, j]) for j in range(self.values.shape[1])], 1)
+
+
+def values_and_ranks(model: LogisticModel, theta: torch.Tensor, X, y, X_query=None,
+                     y_query=None, *, query_grad: torch.Tensor | None = None,
+                     solver: InverseHVPSolver | None = None, x0: torch.Tensor | None = None,
+                     method: str = "cg", damping: float = 0.0,
+                     **solver_opts) -> InfluenceResult:
+    """value(z_i) = Gᵀ (H(θ) + δI)⁻¹ g_i for every training point at θ, and their ranks.
+
+    The one place where influence values are computed (Definition 1, Eq. 3; the sign convention
+    of this module): scores, the attacks' rankings, the audit's honest calculator, Theorem 1's
+    search and the fairness reweighing all call it. The query is either points
+    (``X_query``, ``y_query``: G = their summed loss gradient, :func:`query_gradient`) or
+    gradients ``query_grad`` (p,) or (m, p) (the values then have one column per row).
+    ``solver``: an inverse-HVP solver already built at this θ on this X (its probabilities and
+    the direction logits of its solutions are reused); else one is built with ``method``,
+    ``damping`` and ``solver_opts`` (see :func:`~amlib.influence.ihvp.InverseHVP`). ``x0``
+    warm-starts CG. No stationarity check (see :func:`influence_values`). The ranks come from
+    ``result.ranks()`` (0 = most valuable).
+    """
+    X, y = model.validate(theta, X, y)
+    theta = theta.detach()
+    if query_grad is None:
+        if X_query is None or y_query is None:
+            raise ValueError("give the query points (X_query, y_query) or their gradient "
+                             "query_grad")
+        G = query_gradient(model, theta, X_query, y_query)
+    else:
+        G = torch.as_tensor(query_grad).detach().to(device=X.device, dtype=X.dtype)
+    if solver is None:
+        solver = InverseHVP(model, theta, X, method=method, damping=damping, **solver_opts)
+    info = solver.solve(G, x0=x0)
+    S = info.solution
+    with torch.no_grad():
+        values = _grad_dot(model, X, solver.residuals_at(theta, X, y),
+                           S[None] if S.ndim == 1 else S, solver)
+    return InfluenceResult(values[:, 0] if S.ndim == 1 else values, S, info, G, solver=solver)
 
 
 def influence_values(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_test, *,
@@ -117,18 +166,22 @@ def influence_values(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_
                      **solver_opts) -> InfluenceResult:
     """value(z_i) = G_testᵀ (H + δI)⁻¹ g_i for all training points (Definition 1, Eq. 3).
 
+    :func:`values_and_ranks` on the test points, after checking that θ is stationary: with
+    ``check_stationary`` a :class:`NotStationaryWarning` is emitted when ‖∇R(θ)‖ relative to the
+    typical per-sample gradient exceeds ``stationary_rtol`` (influence functions assume θ = θ*);
+    the attacks, which evaluate influence at manipulated θ on purpose, turn the check off.
     ``method`` ``"exact"``, ``"cg"`` or ``"lissa"`` and ``solver_opts`` go to
-    :class:`~amlib.influence.hvp.InverseHVP`; ``x0`` warm-starts CG. With ``check_stationary``
-    a :class:`NotStationaryWarning` is emitted when ‖∇R(θ)‖ relative to the typical per-sample
-    gradient exceeds ``stationary_rtol`` (influence functions assume θ = θ*); the attacks, which
-    evaluate influence at manipulated θ on purpose, turn the check off.
+    :func:`~amlib.influence.ihvp.InverseHVP`; ``x0`` warm-starts CG. ``rtol=...`` (with CG,
+    l2 + damping > 0) asks for a solution within that relative error instead of a fixed ``tol``:
+    the solver picks float32 iterations with float64 residuals and its own tolerances, and
+    ``ihvp_info.extra["error_bound"]`` reports the proven bound
+    (:class:`~amlib.influence.refinement.RefinedCGSolver`).
     """
     X, y = model.validate(theta, X, y)
     X_test, y_test = model.validate(theta, X_test, y_test, name="_test")
-    theta = theta.detach()
     gnorm = float("nan")
     if check_stationary:
-        gnorm, rel = stationarity(model, theta, X, y)
+        gnorm, rel = stationarity(model, theta.detach(), X, y)
         if rel > stationary_rtol:
             warnings.warn(
                 f"θ is not a stationary point of the training objective: ‖∇R(θ)‖ = {gnorm:.3g} "
@@ -136,12 +189,10 @@ def influence_values(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_
                 "Influence functions assume θ = θ* (Definition 1); fit with fit_logistic(...) to "
                 "convergence, or pass check_stationary=False if this is intended (e.g. an "
                 "attacked model or the SGD recipe).", NotStationaryWarning, stacklevel=2)
-    G = model.gradient_from_residuals(model.residuals(theta, X_test, y_test), X_test)
-    solver = InverseHVP(model, theta, X, method=method, damping=damping, **solver_opts)
-    info = solver.solve(G, x0=x0)
-    values = _grad_dot(model, X, residuals_at(model, theta, X, y, solver),
-                       info.solution[None], solver)[:, 0]
-    return InfluenceResult(values, info.solution, info, G, gnorm)
+    result = values_and_ranks(model, theta, X, y, X_test, y_test, x0=x0, method=method,
+                              damping=damping, **solver_opts)
+    result.grad_norm = gnorm
+    return result
 
 
 def ranks(values) -> torch.Tensor:

@@ -32,13 +32,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .hvp import (IHVPResult, InverseHVP, apply_hessian, feature_products,
-                  shared_feature_products)
+from .hessian import apply_hessian, direction_logits
+from .ihvp import InverseHVP
 from .models import LogisticModel
+from .scores import ranks
+from .solvers import IHVPResult, InverseHVPSolver
 
 __all__ = ["project_to_ball", "random_initialisation", "OBJECTIVES", "attack_coefficients",
            "surrogate_objective", "surrogate_gradient", "backward_friendly_grad",
-           "SurrogateGradient", "naive_objective", "value_objective", "check_targets"]
+           "SurrogateGradient", "naive_objective", "dense_objective_and_gradient",
+           "value_objective", "check_targets"]
 
 #: the ablation's objectives (Table 2): max target influence, min top-k, min all higher-ranked
 OBJECTIVES = ("max_target", "top_k", "higher_ranked")
@@ -91,7 +94,6 @@ def attack_coefficients(values: torch.Tensor, target, k: int = 1,
     above t. ``target``: one index, or several (multi-target attack, Eq. 5: their coefficient
     vectors are summed). L = cᵀv is minimised.
     """
-    from .scores import ranks
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; use one of {OBJECTIVES}")
     values = values.detach()
@@ -136,13 +138,14 @@ def surrogate_objective(model: LogisticModel, theta: torch.Tensor, X, y, X_test,
 
 
 def _frozen_products(model: LogisticModel, X: torch.Tensor, X_test: torch.Tensor,
-                     s_a: torch.Tensor, s_b: torch.Tensor, solver: InverseHVP | None = None):
+                     s_a: torch.Tensor, s_b: torch.Tensor,
+                     solver: InverseHVPSolver | None = None):
     """The constants of S: S = [s_a; s_b], U = (X S_aᵀ, X S_bᵀ) (n, 2, K) from one product
     with X (or none: the ones ``solver``'s residual checks kept), and X_test S_bᵀ (n_test, K)."""
     S = torch.stack([s_a.detach(), s_b.detach()]).to(X.dtype)
     with torch.no_grad():
-        U = shared_feature_products(model, X, S, solver)
-        Ut_b = feature_products(model, X_test, S[1:])[:, 0]
+        U = direction_logits(model, X, S) if solver is None else solver.direction_logits(S, X)
+        Ut_b = direction_logits(model, X_test, S[1:])[:, 0]
     return S, U, Ut_b
 
 
@@ -192,14 +195,15 @@ def surrogate_gradient(model: LogisticModel, theta: torch.Tensor, X, y, X_test, 
                        c: torch.Tensor, *, s_a: torch.Tensor | None = None,
                        x0: torch.Tensor | None = None, x0_a: torch.Tensor | None = None,
                        method: str = "cg", damping: float = 0.0,
-                       solver: InverseHVP | None = None, **solver_opts) -> SurrogateGradient:
+                       solver: InverseHVPSolver | None = None,
+                       **solver_opts) -> SurrogateGradient:
     """The backward-friendly gradient of cᵀv(θ) (Alg. 1): solve, freeze, one backward pass.
 
     ``s_a``: H⁻¹G_test if already known (the ranking step computes it); otherwise it is solved
     together with s_b (two right-hand sides, one batched solve). ``x0``/``x0_a`` warm-start CG for
     s_b/s_a (e.g. the previous attack step's solutions). ``solver``: a ready
-    :class:`~amlib.influence.hvp.InverseHVP` at this θ (else one is built with ``method``,
-    ``damping`` and ``solver_opts``).
+    inverse-HVP solver (:func:`~amlib.influence.ihvp.InverseHVP`) at this θ (else one is built
+    with ``method``, ``damping`` and ``solver_opts``).
     """
     X, y = model.validate(theta, X, y)
     X_test, y_test = model.validate(theta, X_test, y_test, name="_test")
@@ -213,7 +217,7 @@ def surrogate_gradient(model: LogisticModel, theta: torch.Tensor, X, y, X_test, 
     with torch.no_grad():
         # the logits at θ: the solver's (one pass over X shared by the Hessian, the residuals
         # and the surrogate's forward pass), or computed here when it was built elsewhere
-        F = solver.op.logits if solver.op.cached_at(th, X) else model.logits(th, X)
+        F = solver.logits_at(th, X)
         R = model.probs_from_logits(F) - model.targets(y, X.dtype)
         b = model.gradient_from_residuals(R * c[:, None], X)
         info_a = None
@@ -288,3 +292,29 @@ def naive_objective(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_t
         p = r + (rr_new / rr) * p
         rr = rr_new
     return a @ x
+
+
+def dense_objective_and_gradient(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_test,
+                                 c: torch.Tensor, *, damping: float = 0.0
+                                 ) -> tuple[float, torch.Tensor]:
+    """cᵀv(θ) = a(θ)ᵀ(H(θ) + δI)⁻¹b(θ) and its gradient, with nothing from this library's engine.
+
+    H is autograd's dense Hessian of the training objective, a and b autograd's gradients of the
+    summed test loss and of Σ_i c_i ℓ_i, the solve dense, and the gradient autograd's through all
+    of it (second derivatives of the Hessian included). The independent reference for
+    :func:`surrogate_gradient` on small models (p up to a few hundred).
+    """
+    X, y = model.validate(theta, X, y)
+    X_test, y_test = model.validate(theta, X_test, y_test, name="_test")
+    c = torch.as_tensor(c, dtype=X.dtype, device=X.device).detach()
+    th = theta.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        H = torch.autograd.functional.hessian(lambda t: model.objective(t, X, y), th,
+                                              create_graph=True)
+        H = H + damping * torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+        (a,) = torch.autograd.grad(model.loss(th, X_test, y_test, "sum"), th, create_graph=True)
+        (b,) = torch.autograd.grad((c * model.loss(th, X, y, "none")).sum(), th,
+                                   create_graph=True)
+        value = a @ torch.linalg.solve(H, b)
+        (grad,) = torch.autograd.grad(value, th)
+    return float(value.detach()), grad

@@ -1,14 +1,14 @@
 """Missingness mechanisms p(R | X) restricted to a masked feature set M (AM paper, App. C.4).
 
-Patterns
---------
+.. rubric:: Patterns
+
 Only the masked features ``M`` (``m = |M|`` columns) can go missing, so a row's pattern is a
 binary vector ``r_M`` in ``{0,1}^m`` (1 = observed), indexed by the binary-to-decimal map γ with
 the first masked feature as the most significant bit: γ((1,0,1)) = 5.  Index ``2^m − 1`` is the
 fully observed pattern, index 0 hides every masked feature.  :func:`pattern_matrix` lists them.
 
-Mechanisms (``torch.nn.Module``; ``forward(Z) -> (N, 2^m)`` probabilities, rows sum to one)
-------------------------------------------------------------------------------------------
+.. rubric:: Mechanisms (``torch.nn.Module``; ``forward(Z) -> (N, 2^m)`` probabilities, rows sum to one)
+
 - :class:`NeuralMechanism` — softmax over the logits of a one-hidden-layer network (100 units by
   default) fed the standardised features and response (App. C.4 "Neural Networks", App. D.1).
 - :class:`PerSampleMechanism` — one logit vector φ⁽ⁱ⁾ per row, initialised at zero (App. C.4).
@@ -16,10 +16,11 @@ Mechanisms (``torch.nn.Module``; ``forward(Z) -> (N, 2^m)`` probabilities, rows 
 - :class:`MCARMechanism` — the same probabilities for every row; :func:`mcar_matched` builds the
   paper's baseline ``p_R(r) = N⁻¹ Σ_i p(r|x_i)`` from a learned mechanism's output.
 - :class:`LogisticMNAR` — App. D.3's baseline: each masked feature is hidden independently with
-  probability ``sigmoid(c_j + β_jᵀ z)``, ``c_j`` chosen by bisection to hit a missingness rate.
+  probability ``sigmoid(c_j + β_jᵀ z)``, ``c_j`` chosen by bisection to hit a missingness rate
+  (:func:`offset_for_rate`, which also calibrates any logistic mechanism of your own).
 
-Summaries and sampling
-----------------------
+.. rubric:: Summaries and sampling
+
 - :func:`observed_marginals` — ``P(R_j = 1 | x_i)`` per row and masked feature (eq. 11's inner sum).
 - :func:`expected_missing_fraction` — Ω of Section 4: expected share of the ``d`` features hidden.
 - :func:`masked_missing_rate` — expected share of the masked entries hidden (the paper's Table 5).
@@ -34,7 +35,7 @@ import torch
 from torch import nn
 
 __all__ = ["pattern_matrix", "pattern_index", "NeuralMechanism", "PerSampleMechanism",
-           "PartialAccess", "MCARMechanism", "LogisticMNAR", "mcar_matched",
+           "PartialAccess", "MCARMechanism", "LogisticMNAR", "offset_for_rate", "mcar_matched",
            "observed_marginals", "expected_missing_fraction", "masked_missing_rate",
            "sample_patterns", "apply_patterns", "Standardizer"]
 
@@ -190,16 +191,8 @@ class LogisticMNAR(nn.Module):
         self.register_buffer("beta", beta)
         with torch.no_grad():
             scores = self.standardizer(Z.to(torch.float64)) @ beta
-            bias = torch.empty(n_masked, dtype=torch.float64)
-            for j in range(n_masked):
-                lo, hi = -50.0, 50.0
-                for _ in range(100):
-                    mid = 0.5 * (lo + hi)
-                    if float(torch.sigmoid(mid + scores[:, j]).mean()) < rate:
-                        lo = mid
-                    else:
-                        hi = mid
-                bias[j] = 0.5 * (lo + hi)
+            bias = torch.tensor([offset_for_rate(scores[:, j], rate) for j in range(n_masked)],
+                                dtype=torch.float64)
         self.register_buffer("bias", bias)
         self.register_buffer("patterns", pattern_matrix(n_masked))
 
@@ -208,6 +201,26 @@ class LogisticMNAR(nn.Module):
         observe = 1.0 - hide                                   # (N, m)
         R = self.patterns                                      # (P, m)
         return torch.prod(R * observe[:, None, :] + (1 - R) * hide[:, None, :], dim=-1)
+
+
+def offset_for_rate(scores, rate: float, *, bound: float = 50.0, steps: int = 100) -> float:
+    """The offset ``c`` with ``mean_i sigmoid(c + scores_i) = rate``, found by bisection on
+    ``[-bound, bound]`` (the mean is increasing in ``c``).
+
+    It turns any score into a logistic mechanism that hides a chosen share of the rows on
+    average: ``p_hide = sigmoid(offset_for_rate(s, 0.3) + s)`` has mean 0.3.
+    """
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"the missingness rate must lie in (0, 1), got {rate}")
+    scores = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
+    lo, hi = -bound, bound
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if float(torch.sigmoid(mid + scores).mean()) < rate:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def observed_marginals(probs: torch.Tensor) -> torch.Tensor:
