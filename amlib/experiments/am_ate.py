@@ -116,34 +116,39 @@ def _attacks(attacks: list[dict], profile_tag: str, progress=None, n_jobs: int =
                       progress=progress, n_jobs=n_jobs)
 
 
+def with_masks(cell: dict, attack_results: list[dict]) -> dict:
+    """The cell's trial parameters: the trials, the masks it evaluates (pattern indices of each
+    trial's training half, from the attack trials) and the attacks' expected missing rates."""
+    mine = list(attack_results)
+    return {**{k: v for k, v in cell.items() if k != "attacks"},
+            "trials": [a["trial"] for a in cell["attacks"]],
+            "patterns": None if cell["mask"] == "none" else [r["masks"][cell["mask"]] for r in mine],
+            "attack_rates": [r["missing_rate"] for r in mine]}
+
+
 def run_cell(params: dict) -> dict:
     """τ̂ of every estimator of one cell on each trial's masked training half (module doc)."""
+    import torch
+
     from ..am.causal import estimate_ate_many
     from ..am.modelers import mice_backend, remediate
     from ..data.twins import twins_observational
 
-    import torch
-
     torch.set_num_threads(1)   # one thread per worker: the machine is shared
-    attacks = _attacks(params["attacks"], params["tag"], progress=False)
     shares, seeds, times, plain = [], [], {}, []
     start = time.perf_counter()
-    for spec, attack in zip(params["attacks"], attacks):
-        sample = twins_observational(spec["trial"])
+    for k, trial in enumerate(params["trials"]):
+        sample = twins_observational(trial)
         train = sample.part("train")[sample.covariates + ["w", "y"]]
-        if params["mask"] == "none":
-            masked = train
-        else:
-            masked = mask_frame(train, attack["masks"][params["mask"]])
+        masked = train if params["patterns"] is None else mask_frame(train, params["patterns"][k])
         shares.append(float(masked[MASKED].isna().to_numpy().mean()))
         if params["remediation"] in ("mean", "mice"):
-            completed = remediate(masked, params["remediation"], response="y",
-                                  seed=1000 * spec["trial"] + 7)
+            completed = remediate(masked, params["remediation"], response="y", seed=1000 * trial + 7)
         else:
             completed = masked
         X = completed[sample.covariates].to_numpy(float)
         plain.append((X, completed["w"].to_numpy(float), completed["y"].to_numpy(float)))
-        seeds.append(1000 * spec["trial"] + 11)
+        seeds.append(1000 * trial + 11)
     times["remediation"] = time.perf_counter() - start
     taus = {}
     for estimator in params["estimators"]:
@@ -152,9 +157,8 @@ def run_cell(params: dict) -> dict:
                            estimate_ate_many(estimator, plain, seeds,
                                              **params["options"].get(estimator, {}))]
         times[estimator] = time.perf_counter() - start
-    return {"taus": taus, "hidden_shares": shares, "time_s": times,
-            "trials": [a["trial"] for a in params["attacks"]],
-            "attack_rates": [a["missing_rate"] for a in attacks],
+    return {"taus": taus, "hidden_shares": shares, "time_s": times, "trials": params["trials"],
+            "attack_rates": params["attack_rates"],
             "mice_backend": mice_backend() if params["remediation"] == "mice" else None}
 
 
@@ -272,8 +276,11 @@ def run(profile: str) -> dict:
     try:
         attacks = attack_grid(config)
         attack_results = _attacks(attacks, profile, n_jobs=config["n_jobs"])
-        cells = [dict(c, tag=profile) for c in cell_grid(config)]
-        results = run_trials(run_cell, cells, experiment=f"am-ate-cells-{profile}",
+        cells = cell_grid(config)
+        by_key = {(a["trial"], a["access"]): r for a, r in zip(attacks, attack_results)}
+        params = [with_masks(c, [by_key[(a["trial"], a["access"])] for a in c["attacks"]])
+                  for c in cells]
+        results = run_trials(run_cell, params, experiment=f"am-ate-cells-{profile}",
                              n_jobs=config["n_jobs"])
     finally:
         torch.set_num_threads(threads)
