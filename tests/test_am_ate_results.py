@@ -63,11 +63,17 @@ def test_linear_mean_tau_falls_with_access(summary):
 
 
 def test_baseline_cells_stay_near_the_ground_truth(summary):
-    base = summary[summary["mechanism"].isin(["MCAR", "MNAR"])]
-    assert len(base) >= 9 * 4 * 2
+    """Every MCAR and MNAR cell within 3 points of -1.61%, except the documented T-Net cell."""
+    from amlib.experiments.am_ate import BASELINE_EXCEPTIONS
+
+    base = summary[summary["mechanism"].isin(["MCAR", "MNAR"])].copy()
+    assert len(base) == 9 * 4 * 2 + 2 * 4
+    base["rate_key"] = ["attack" if r == "BLAMM" else str(int(round(100 * m)))
+                        for r, m in zip(base["rate_rule"], base["missing_rate"])]
     off = base[(base["ate_mean"] - TRUE_ATE).abs() > 3.0]
-    assert off.empty, off[["estimator", "imputation", "mechanism", "access", "missing_rate",
-                           "ate_mean"]]
+    keys = ["estimator", "imputation", "mechanism", "access", "rate_key"]
+    assert {tuple(k) for k in off[keys].itertuples(index=False)} == set(BASELINE_EXCEPTIONS), off
+    assert ((base["ate_mean"] - TRUE_ATE).abs() < 3.5).all()
 
 
 def test_expected_missing_rates_reported_next_to_the_paper(record):
@@ -98,16 +104,42 @@ def test_known_disagreements_are_exactly_the_disagreeing_cells(summary):
     assert {tuple(k) for k in off[keys].itertuples(index=False)} == set(KNOWN_DISAGREEMENTS)
 
 
-def test_transfer_orderings(summary):
-    """Paper, App. D.3: MICE is less susceptible than mean imputation; DR + MIA is the most
-    robust victim at 100% and 75% access."""
-    def blamm(estimator, imputation, access):
-        return _cell(summary, estimator, imputation, "BLAMM", access)["ate_mean"]
+def _blamm(summary, estimator, imputation, access):
+    return _cell(summary, estimator, imputation, "BLAMM", access)["ate_mean"]
 
-    for estimator in ("linear",):
-        assert blamm(estimator, "mice", 1.0) < blamm(estimator, "mean", 1.0)
+
+def test_mice_is_weaker_than_mean_wherever_the_paper_says_so(summary):
+    """App. D.3: MICE is less susceptible than mean imputation.  The paper's own Table 13 has
+    MICE >= mean for TARNet at 50% and 25% and T-Net at 25%; every pair where ours has MICE >=
+    mean must be one of those, and the claim must hold at full and 75% access."""
+    from amlib.experiments.am_ate import paper_values
+
+    paper = paper_values().query("table == 'T13' and mechanism == 'BLAMM'")
+    exceptions_ours, exceptions_paper = set(), set()
+    for estimator in ("linear", "tnet", "tarnet"):
+        for access in (1.0, 0.75, 0.5, 0.25):
+            if _blamm(summary, estimator, "mice", access) >= _blamm(summary, estimator, "mean", access):
+                exceptions_ours.add((estimator, access))
+            p = paper.set_index(["estimator", "imputation", "access"])["ate"]
+            if p[(estimator, "mice", access)] >= p[(estimator, "mean", access)]:
+                exceptions_paper.add((estimator, access))
+    assert exceptions_paper == {("tarnet", 0.5), ("tarnet", 0.25), ("tnet", 0.25)}
+    assert exceptions_ours <= exceptions_paper, exceptions_ours
+    assert not {e for e in exceptions_ours if e[1] >= 0.75}
+
+
+def test_doubly_robust_resists_at_high_access_only(summary):
+    """App. D.3: DR + MIA is the most robust victim at 100% and 75% access, and loses that at
+    50%.  Ours: lowest at 75%; at 100% second only to our CF + MIA (a different estimator from
+    the paper's, see KNOWN_DISAGREEMENTS); at 50% moved as strongly as in the paper (8.79)."""
+    from amlib.experiments.am_ate import ROWS
+
     for access in (1.0, 0.75):
-        others = [blamm(e, i, access) for e, i in
-                  [("linear", "mean"), ("tnet", "mean"), ("tarnet", "mean"), ("cf", "mean"),
-                   ("linear", "mice"), ("tnet", "mice"), ("tarnet", "mice"), ("cf-mia", "mia")]]
-        assert blamm("dr-mia", "mia", access) < min(others) + 1.0, access
+        dr = _blamm(summary, "dr-mia", "mia", access)
+        others = {r: _blamm(summary, *r, access) for r in ROWS if r != ("dr-mia", "mia")}
+        beaten_by = {r for r, v in others.items() if v <= dr}
+        assert beaten_by <= {("cf-mia", "mia")}, (access, beaten_by)
+    assert _blamm(summary, "dr-mia", "mia", 0.75) < min(
+        _blamm(summary, *r, 0.75) for r in ROWS if r != ("dr-mia", "mia"))
+    dr50 = _blamm(summary, "dr-mia", "mia", 0.5)
+    assert dr50 > 5.0 and dr50 > _blamm(summary, "dr-mia", "mia", 1.0) + 3.0

@@ -36,7 +36,7 @@ from .am_ate_attack import ACCESS_LAMBDA, MASKED, mask_frame, run_attack
 from .trials import run_trials
 
 __all__ = ["ROWS", "LABELS", "PROFILES", "PAPER_RATES", "TRUE_ATE", "TOLERANCE",
-           "KNOWN_DISAGREEMENTS", "attack_grid", "cell_grid",
+           "KNOWN_DISAGREEMENTS", "BASELINE_EXCEPTIONS", "attack_grid", "cell_grid",
            "run_cell", "summarise", "figure8", "detection_rates", "paper_values", "compare",
            "run"]
 
@@ -46,7 +46,44 @@ TOLERANCE = 3.0
 #: (estimator, imputation, mechanism, access, rate_key) -> why ours differs from the paper by
 #: more than TOLERANCE points.  tests/test_am_ate_results.py checks this is exactly the set of
 #: disagreeing cells of the committed paper-profile results.
-KNOWN_DISAGREEMENTS: dict[tuple, str] = {}
+_FORESTS = ("our forests are not the paper's: econml's CausalForestDML (64 trees, cross-fitted "
+            "nuisance forests) stands in for R grf's causal_forest, and CF + MIA is a T-learner of "
+            "scikit-learn forests that split on NaN (no GRF causal forest accepting NaN exists in "
+            "Python). The attack is tuned to a linear model; how much of it a forest inherits "
+            "depends on such details. ")
+KNOWN_DISAGREEMENTS: dict[tuple, str] = {
+    ("tarnet", "mean", "BLAMM", 1.0, "attack"):
+        "paper 10.52, ours 7.44 (still above the 7% target): our five TARNets range from 6.0 to "
+        "10.1, so the transfer from the linear proxy varies with the sample; at 75% access ours "
+        "(8.95) matches the paper's 8.49.",
+    ("cf", "mean", "BLAMM", 1.0, "attack"):
+        "paper 7.65, ours 3.65: " + _FORESTS + "Mean imputation puts every hidden gestat exactly "
+        "at the column mean, so trees can isolate the imputed rows; at 7% missingness our "
+        "forest undoes half of the shift.",
+    ("cf", "mean", "BLAMM", 0.5, "attack"):
+        "paper 3.01, ours 7.66: " + _FORESTS + "At 50% access the attack hides about half of "
+        "its rows (24% of all), and our forest follows it further than the linear victim.",
+    ("cf-mia", "mia", "BLAMM", 1.0, "attack"):
+        "paper 9.0, ours 0.21: " + _FORESTS + "Our MIA forests split on 'gestat is missing', "
+        "which the attack ties to short gestations, so missingness carries back the risk "
+        "information the imputation destroys.",
+    ("cf-mia", "mia", "BLAMM", 0.75, "attack"):
+        "paper 3.47, ours 0.38: as at full access, our MIA T-learner is barely moved.",
+    ("cf-mia", "mia", "BLAMM", 0.5, "attack"):
+        "paper -0.41, ours 8.24: " + _FORESTS + "With half of the adversary's rows masked our "
+        "MIA forests are moved as strongly as the paper's doubly robust estimator (8.79; ours "
+        "8.85).",
+    ("cf-mia", "mia", "BLAMM", 0.25, "attack"):
+        "paper -0.95, ours 2.36: ours sits with the other victims at 25% access (linear 1.49, "
+        "CF 1.83, DR 2.22), where the paper's own CF + MIA is the outlier.",
+}
+
+#: MCAR/MNAR cells more than 3 points from the true ATE (the issue's band), with the reason.
+BASELINE_EXCEPTIONS: dict[tuple, str] = {
+    ("tnet", "mean", "MNAR", 0.25, "attack"):
+        "-4.73 (paper -4.9): T-Net itself is biased downwards on Twins; the paper's own T-Net "
+        "MCAR/MNAR cells reach -5.24 and six of them leave the 3-point band.",
+}
 #: the paper's expected missing share in M over the whole data (Section 5.2), percent
 PAPER_RATES = {1.0: 7.2, 0.75: 11.1, 0.5: 24.3, 0.25: 12.5}
 #: (estimator, remediation) rows of Tables 2, 13, 14 (``"mia"``: NaNs left in)
