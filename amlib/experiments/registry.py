@@ -50,7 +50,7 @@ EXPERIMENT_INFO: dict[str, ExperimentInfo] = {
     "am-detection": ExperimentInfo("beyond the paper: Little's MCAR test and missingness "
                                    "predictability against the attacks", "19 s"),
     "am-ate": ExperimentInfo("AM paper Tables 2, 13–15, Figure 8: the Twins ATE attack",
-                             "≤ 45 min"),
+                             "78 min (shared machine)"),
     "influence-fairness": ExperimentInfo("influence paper Figure 5: the scaling attack on "
                                          "influence-based fair reweighing", "18 s"),
     "influence-valuation": ExperimentInfo("influence paper Tables 1–2, Figures 2–4: targeted "
