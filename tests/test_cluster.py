@@ -51,3 +51,19 @@ def test_ray_matches_local_run(cube_experiment, tmp_path, monkeypatch):
     remote = _read(reproduce(cube_experiment, "quick", tmp_path / "ray", backend="ray"))
     assert remote["y"] == local["y"]
     assert set(remote["pids"]).isdisjoint(local["pids"])
+
+
+def test_starting_r_leaves_worker_processes_working():
+    """rpy2 rewrites LD_LIBRARY_PATH; the modeler restores it so spawned workers still start."""
+    import os
+    import subprocess
+    import sys
+
+    from amlib.am.modelers import r_available
+
+    before = os.environ.get("LD_LIBRARY_PATH")
+    r_available()
+    assert os.environ.get("LD_LIBRARY_PATH") == before
+    child = subprocess.run([sys.executable, "-c", "import ssl, json; print('ok')"],
+                           capture_output=True, text=True)
+    assert child.returncode == 0 and child.stdout.strip() == "ok", child.stderr[-500:]

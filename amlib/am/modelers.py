@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import warnings
 
 import numpy as np
@@ -52,7 +53,14 @@ _SM_FAMILIES = {"gaussian": sm.families.Gaussian, "bernoulli": sm.families.Binom
 
 @functools.lru_cache(maxsize=1)
 def r_available() -> bool:
-    """True when rpy2 imports and R's ``mice`` package loads."""
+    """True when rpy2 imports and R's ``mice`` package loads.
+
+    Starting R through rpy2 prepends R's and the system's library folders to
+    ``LD_LIBRARY_PATH``; processes started afterwards (joblib, Dask or Ray workers) would then
+    load the system's shared libraries in place of their own interpreter's, and fail.  R is
+    already loaded in this process, so the variable is restored at once.
+    """
+    library_path = os.environ.get("LD_LIBRARY_PATH")
     try:
         import rpy2.robjects as ro
         from rpy2.rinterface_lib import callbacks
@@ -62,6 +70,11 @@ def r_available() -> bool:
         return bool(ro.r('isTRUE(suppressWarnings(requireNamespace("mice", quietly = TRUE)))')[0])
     except Exception:  # noqa: BLE001 - any failure means "no R path"
         return False
+    finally:
+        if library_path is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = library_path
 
 
 def mice_backend() -> str:
