@@ -35,4 +35,4 @@ def register(name: str):
 def _load_all() -> None:
     """Import the modules that register experiments."""
     from . import (am_datasets, am_defence, am_detection, am_pvalues, am_toy,  # noqa: F401
-                   influence_fairness)
+                   influence_fairness, influence_valuation)
