@@ -5,10 +5,13 @@ fitting (:mod:`.models`), matrix-free Hessian-vector products and inverse-HVP so
 (:mod:`.hvp`), influence scores with the sign convention value = G_testᵀ H⁻¹ g_i, rank 0 = most
 valuable (:mod:`.scores`), the backward-friendly gradient of Alg. 1 (:mod:`.surrogate`), the
 targeted attacks, their loss-reweighing baseline and the scaling attack (:mod:`.attacks`,
-:func:`scale_model`), the auditor of App. A.0.1 (:mod:`.audit`) and the impossibility
-construction of Theorem 1 (:mod:`.impossibility`).
+:func:`scale_model`), the auditor of App. A.0.1 (:mod:`.audit`), the impossibility
+construction of Theorem 1 (:mod:`.impossibility`) and, beyond the paper, how a data provider
+detects a manipulated model (:mod:`.detection`: a Newton-decrement stationarity test).
 """
 from .audit import AuditReport, audit_influence_calculator, honest_score_fn
+from .detection import (HonestModel, audit_with_real_query, calibrate_threshold, detection_roc,
+                        honest_models, stationarity_statistic)
 from .hvp import (METHODS, PRECONDITIONERS, FeatureGram, HessianOperator, IHVPResult, InverseHVP,
                   KFACPreconditioner, LiSSADivergence, SingularHessianError, apply_hessian,
                   conjugate_gradient, dense_hessian, hvp, inverse_hvp, null_space_shift)
@@ -51,5 +54,7 @@ __all__ = [
     "project_to_ball", "random_initialisation", "TargetedInfluenceAttack", "AttackResult",
     "run_targeted_attack", "loss_reweighing_baseline",
     "AuditReport", "audit_influence_calculator", "honest_score_fn",
+    "stationarity_statistic", "calibrate_threshold", "detection_roc", "honest_models",
+    "HonestModel", "audit_with_real_query",
     "one_hot_construction", "max_rank_search",
 ]
