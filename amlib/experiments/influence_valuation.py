@@ -17,38 +17,64 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from . import register
 from .trials import run_trials
 
-__all__ = ["PROFILES", "DATASETS", "synthetic_features", "load_problem", "trial_grid",
-           "run_trial", "summarise", "run"]
+__all__ = ["PROFILES", "DATASETS", "PAPER_VALUES", "paper_values", "synthetic_features",
+           "load_problem", "float32_check", "dataset_config", "trial_grid", "run_trial",
+           "summarise", "run"]
+
+PAPER_VALUES = Path(__file__).parent / "paper_values" / "influence_valuation.csv"
+
+
+def paper_values() -> pd.DataFrame:
+    """Tables 1–2 of the paper as printed (one row per cell, see the CSV's header)."""
+    return pd.read_csv(PAPER_VALUES, comment="#")
 
 DATASETS = ("pets", "caltech101", "cifar10")
 _COMMON = {"l2": 1e-3, "damping": 0.25, "dtype": "float32", "tol": 1e-3, "precondition": False,
            "eps": [0.05, 0.1, 0.5], "lrs": [0.1, 0.01], "steps": 100, "lr_drop_step": 50,
-           "ks": [1, 10], "max_drop": 0.03, "target_seed": 0, "patience": None}
+           "ks": [1, 10], "max_drop": 0.03, "target_seed": 0, "patience": None,
+           "baseline_tol": 1e-3, "baseline_max_iter": 10, "random_eps": None}
+#: the paper profile's reductions for the two large data sets (see the chapter): one learning
+#: rate (0.1), one random start (at ε = 0.5 only, as everywhere), the ablation and the baseline on
+#: the first targets only, fewer multi-target sizes. ``check`` recomputes Pet's Table 1 from the
+#: Pet runs that the reduced protocol would have made (a prefix of Pet's full search).
+_REDUCED = {"lrs": [0.1], "n_random": 1}
 PROFILES = {
     "paper": {**_COMMON, "datasets": list(DATASETS), "n_targets": 50, "n_random": 4,
+              "patience": 20, "random_eps": [0.5],
               "ablation": ["max_target", "top_k"], "n_ablation": 50,
               "lambdas": [1.0, 10.0, 100.0, 1e3, 1e4, 1e5], "n_baseline": 50,
               "multi": {"sizes": [5, 10, 25, 50, 100], "ks": [1, 5, 10, 25, 50], "eps": 0.5,
                         "lrs": [0.1]},
-              "size": {"dataset": "cifar10", "n_train": [250, 1000, 2500], "n_targets": 20,
+              "overrides": {
+                  "cifar10": {**_REDUCED, "n_ablation": 20, "n_baseline": 20,
+                              "multi": {"sizes": [10, 50, 100], "ks": [1, 5, 10, 25, 50],
+                                        "eps": 0.5, "lrs": [0.1]}},
+                  "caltech101": {**_REDUCED, "n_ablation": 10, "n_baseline": 10,
+                                 "multi": {"sizes": [100], "ks": [1, 5, 10, 25, 50],
+                                           "eps": 0.5, "lrs": [0.1]}}},
+              "check": {"dataset": "pets", **_REDUCED},
+              "size": {"dataset": "cifar10", "n_train": [250, 1000, 2500], "n_targets": 10,
                        "eps": [0.05, 0.1], "n_random": 0},
-              "detection": {"n_honest": 20, "kind": "newton", "tol": 1e-6,
+              "detection": {"n_honest": 20, "kind": "newton", "tol": 1e-7,
                             "optimisers": ["lbfgs", "newton", "adam"],
                             "datasets": ["pets", "cifar10"]},
               "n_jobs": 2},
-    "quick": {**_COMMON, "datasets": ["pets"], "n_targets": 6, "n_random": 1,
+    "quick": {**_COMMON, "datasets": ["pets"], "n_targets": 5, "n_random": 1,
+              "patience": 10, "random_eps": [0.5],
               "eps": [0.05, 0.5], "lrs": [0.1], "steps": 40, "lr_drop_step": 20,
-              "ablation": ["max_target"], "n_ablation": 6, "lambdas": [10.0, 1e3, 1e5],
-              "n_baseline": 6,
+              "ablation": ["max_target"], "n_ablation": 5, "lambdas": [1.0, 100.0, 1e4],
+              "n_baseline": 5,
               "multi": {"sizes": [10, 25], "ks": [1, 5, 10, 25], "eps": 0.5, "lrs": [0.1]},
-              "size": None,
-              "detection": {"n_honest": 19, "kind": "newton", "tol": 1e-6,
+              "size": None, "check": None,
+              "detection": {"n_honest": 19, "kind": "newton", "tol": 1e-7,
                             "optimisers": ["lbfgs", "newton"], "datasets": ["pets"]},
               "n_jobs": 1},
 }
@@ -111,7 +137,8 @@ def load_problem(dataset: str, config: dict, n_train: int | None = None, subset_
                                     damping=config["damping"], dtype=getattr(torch, config["dtype"]),
                                     tol=config["tol"], precondition=config["precondition"],
                                     n_classes=len(fs.class_names))
-        problem.info.update(stand_in=fs.stand_in, n_train=len(train),
+        problem.info.update(float32_check=float32_check(problem),
+                            stand_in=fs.stand_in, n_train=len(train),
                             n_attack=len(fs.split["attack"]), n_heldout=len(fs.split["heldout"]),
                             n_classes=len(fs.class_names))
         _PROBLEMS.clear()   # one data set per process at a time keeps memory flat
@@ -119,10 +146,34 @@ def load_problem(dataset: str, config: dict, n_train: int | None = None, subset_
     return _PROBLEMS[key]
 
 
+def float32_check(problem) -> dict:
+    """How far the float32, tol-1e-3 ranking at θ* is from a float64 solve to 1e-10.
+
+    Returns the Spearman correlation of the two rankings, how many of the float64 top-10 the
+    float32 top-10 holds, the largest rank change of a float64 top-50 point, and the relative
+    value error; the attack's success is decided on these ranks.
+    """
+    import torch
+
+    from ..influence import influence_values
+    from scipy.stats import spearmanr
+    ref = influence_values(problem.model, problem.theta_star.double(), problem.X.double(),
+                           problem.y, problem.X_test.double(), problem.y_test,
+                           damping=problem.damping, tol=1e-10, check_stationary=False)
+    r32 = problem.honest_ranks.numpy()
+    r64 = ref.ranks().numpy()
+    top = r64 < 50
+    err = float((problem.honest_values.double() - ref.values).norm() / ref.values.norm())
+    return {"spearman": float(spearmanr(r32, r64)[0]),
+            "top10_overlap": int(((r32 < 10) & (r64 < 10)).sum()),
+            "max_rank_shift_top50": int(np.abs(r32[top] - r64[top]).max()),
+            "value_rel_error": err, "solver_iterations_float64": int(ref.ihvp_info.iterations)}
+
+
 def _protocol(config: dict) -> dict:
     return {k: config[k] for k in ("l2", "damping", "dtype", "tol", "precondition", "eps", "lrs",
                                    "steps", "lr_drop_step", "ks", "max_drop", "target_seed",
-                                   "patience")}
+                                   "patience", "baseline_tol", "baseline_max_iter", "random_eps")}
 
 
 def dataset_config(config: dict, dataset: str) -> dict:
@@ -131,37 +182,41 @@ def dataset_config(config: dict, dataset: str) -> dict:
 
 
 def trial_grid(config: dict) -> list[dict]:
-    """Every trial of a profile (data sets interleaved so parallel workers share one data set)."""
-    trials = []
+    """Every trial of a profile, most important first (Table 1's attack and baseline, the
+    detection fits, then multi-target, ablation and training-set size), so that parallel
+    workers finish the headline numbers first and an interrupted run resumes from its cache."""
+    groups = {kind: [] for kind in ("target", "baseline", "honest", "multi", "ablation", "size")}
     for dataset in config["datasets"]:
-        base = config
-        config = dataset_config(base, dataset)
-        proto = _protocol(config)
-        for i in range(config["n_targets"]):
-            trials.append({"kind": "target", "dataset": dataset, "index": i, **proto,
-                           "n_random": config["n_random"],
-                           "ablation": config["ablation"] if i < config["n_ablation"] else [],
-                           "lambdas": config["lambdas"] if i < config["n_baseline"] else [],
-                           "detection": config["detection"]
-                           if dataset in config["detection"]["datasets"] else None})
-        multi = config["multi"]
+        cfg = dataset_config(config, dataset)
+        proto = _protocol(cfg)
+        detection = cfg["detection"] if dataset in cfg["detection"]["datasets"] else None
+        for i in range(cfg["n_targets"]):
+            groups["target"].append({"kind": "target", "dataset": dataset, "index": i, **proto,
+                                     "n_random": cfg["n_random"], "detection": detection})
+            if i < cfg["n_baseline"]:
+                groups["baseline"].append({"kind": "baseline", "dataset": dataset, "index": i,
+                                           **proto, "lambdas": cfg["lambdas"]})
+            if i < cfg["n_ablation"] and cfg["ablation"]:
+                groups["ablation"].append({"kind": "ablation", "dataset": dataset, "index": i,
+                                           **proto, "objectives": cfg["ablation"]})
+        multi = cfg["multi"]
         for size in multi["sizes"]:
             for lr in multi["lrs"]:
-                trials.append({"kind": "multi", "dataset": dataset, "size": size, "lr": lr,
-                               "multi_eps": multi["eps"], "multi_ks": multi["ks"], **proto})
-        if dataset in config["detection"]["datasets"]:
-            trials.append({"kind": "honest", "dataset": dataset, **proto,
-                           "detection": config["detection"]})
-        config = base
-    proto = _protocol(config)
+                groups["multi"].append({"kind": "multi", "dataset": dataset, "size": size,
+                                        "lr": lr, "multi_eps": multi["eps"],
+                                        "multi_ks": multi["ks"], **proto})
+        if detection:
+            groups["honest"].append({"kind": "honest", "dataset": dataset, **proto,
+                                     "detection": detection})
     size = config.get("size")
     if size:
+        proto = _protocol(dataset_config(config, size["dataset"]))
         for n_train in size["n_train"]:
             for i in range(size["n_targets"]):
-                trials.append({"kind": "size", "dataset": size["dataset"], "n_train": n_train,
-                               "index": i, **proto, "eps": size["eps"],
-                               "n_random": size["n_random"]})
-    return trials
+                groups["size"].append({"kind": "size", "dataset": size["dataset"],
+                                       "n_train": n_train, "index": i, **proto,
+                                       "eps": size["eps"], "n_random": size["n_random"]})
+    return [t for kind in groups for t in groups[kind]]
 
 
 def _statistics(problem, thetas, detection: dict) -> list[dict]:
@@ -186,28 +241,33 @@ def run_trial(params: dict) -> dict:
                   steps=params["steps"], lr_drop_step=params["lr_drop_step"],
                   max_drop=params["max_drop"], patience=params["patience"])
     out = {"kind": kind, "dataset": params["dataset"],
-           "honest_accuracy": problem.honest_accuracy, "n_train": problem.n}
-    if kind in ("target", "size"):
+           "honest_accuracy": problem.honest_accuracy, "n_train": problem.n,
+           "problem": problem.info}
+    if "index" in params:
         target = pick_targets(problem, params["index"] + 1, max(params["ks"]),
                               seed=params["target_seed"])[-1]
+        out.update(target=target, initial_rank=int(problem.honest_ranks[target]))
+    if kind in ("target", "size"):
         found = search_target(problem, target, n_random=params["n_random"], keep_thetas=True,
-                              seed=params["target_seed"], **common)
-        out.update(target=target, initial_rank=found["initial_rank"], runs=found["runs"])
+                              seed=params["target_seed"], random_eps=params["random_eps"],
+                              **common)
+        out["runs"] = found["runs"]
         thetas = [theta for _, theta in found["thetas"]]
         out["transfer"] = [{"run": i, "heldout_rank": heldout_rank(problem, theta, target)}
                            for (i, _), theta in zip(found["thetas"], thetas)]
-        if kind == "target":
-            for objective in params["ablation"]:
-                extra = search_target(problem, target, n_random=0, objective=objective,
-                                      **{**common, "ks": [min(params["ks"])]})
-                out["runs"] += extra["runs"]
-            if params["lambdas"]:
-                out["baseline"] = baseline_target(problem, target, lambdas=params["lambdas"],
-                                                  ks=params["ks"])["rows"]
-            if params["detection"]:
-                out["statistics"] = [dict(s, run=i, eps=found["runs"][i]["eps"])
-                                     for (i, _), s in zip(found["thetas"], _statistics(
-                                         problem, thetas, params["detection"]))]
+        if kind == "target" and params["detection"]:
+            out["statistics"] = [dict(s, run=i, eps=found["runs"][i]["eps"])
+                                 for (i, _), s in zip(found["thetas"], _statistics(
+                                     problem, thetas, params["detection"]))]
+    elif kind == "ablation":
+        out["runs"] = []
+        for objective in params["objectives"]:
+            out["runs"] += search_target(problem, target, n_random=0, objective=objective,
+                                         **{**common, "ks": [min(params["ks"])]})["runs"]
+    elif kind == "baseline":
+        out["baseline"] = baseline_target(
+            problem, target, lambdas=params["lambdas"], ks=params["ks"],
+            fit_tol=params["baseline_tol"], max_iter=params["baseline_max_iter"])["rows"]
     elif kind == "multi":
         targets = pick_targets(problem, params["size"], max(params["multi_ks"]),
                                seed=params["target_seed"] + 1)
@@ -243,11 +303,13 @@ def _regimes(success, drops, labels, max_drop, **keys) -> list[dict]:
              "n_targets": int(np.asarray(success).shape[1])} for regime, row in table.items()]
 
 
-def _attack_grid(trials, eps_grid, k, starts="all", objective="higher_ranked", max_drop=0.03):
+def _attack_grid(trials, eps_grid, k, starts="all", objective="higher_ranked", max_drop=0.03,
+                 keep=None):
     from ..influence.valuation import outcome
     succ, drops = [], []
     for eps in eps_grid:
-        outs = [outcome(t["runs"], eps, k, starts=starts, objective=objective, max_drop=max_drop)
+        outs = [outcome([r for r in t["runs"] if keep is None or keep(r)], eps, k, starts=starts,
+                        objective=objective, max_drop=max_drop)
                 for t in trials]
         succ.append([o["success"] for o in outs])
         drops.append([o["accuracy_drop"] for o in outs])
@@ -269,6 +331,9 @@ def summarise(config: dict, trials: list[dict], results: list[dict]) -> dict:
         main = [run for run in runs if run["objective"] == "higher_ranked"]
         datasets.append({"dataset": dataset, "honest_accuracy": tg[0]["honest_accuracy"],
                          "n_train": tg[0]["n_train"], "n_targets": len(tg),
+                         **{k: tg[0]["problem"].get(k) for k in (
+                             "n_attack", "n_heldout", "n_classes", "n_params", "l2",
+                             "fit_grad_norm", "float32_check", "stand_in")},
                          "runs": len(main), "steps": int(sum(r["steps"] + 1 for r in main)),
                          "step_seconds": float(np.sum([r["seconds"] for r in main])
                                                / max(sum(r["steps"] + 1 for r in main), 1)),
@@ -284,7 +349,7 @@ def summarise(config: dict, trials: list[dict], results: list[dict]) -> dict:
                                                    else float("nan")),
                              "success_rate_honest_start": float(sh[0].mean()),
                              "n_train": tg[0]["n_train"]})
-            base = [t["baseline"] for t in tg if t.get("baseline")]
+            base = [r["baseline"] for r in mine if r["kind"] == "baseline"]
             if base:
                 per = [baseline_outcome(rows, k) for rows in base]
                 bs = np.array([p[0] for p in per]).T
@@ -292,7 +357,7 @@ def summarise(config: dict, trials: list[dict], results: list[dict]) -> dict:
                 table1 += _regimes(bs, bd, [r["lambda"] for r in base[0]], max_drop,
                                    dataset=dataset, method="baseline", k=k)
         kmin = min(ks)
-        abl = [t for t in tg if any(r["objective"] != "higher_ranked" for r in t["runs"])]
+        abl = [r for r in mine if r["kind"] == "ablation"]
         for row, objective, starts, group in (("max target influence", "max_target", "honest", abl),
                                               ("min top-k influence", "top_k", "honest", abl),
                                               ("min higher-rank influence", "higher_ranked",
@@ -350,6 +415,34 @@ def summarise(config: dict, trials: list[dict], results: list[dict]) -> dict:
                                       "n_honest": roc["n_honest"], "n_attacked": roc["n_attacked"],
                                       "fpr": roc["fpr"].tolist(), "tpr": roc["tpr"].tolist(),
                                       "honest": h, "attacked": a})
+    check = []
+    if config.get("check"):
+        chk = config["check"]
+        tg = [r for p, r in zip(trials, results) if p["kind"] == "target"
+              and p["dataset"] == chk["dataset"]]
+        if tg:
+            first = {}
+            for t in tg:   # the first random start of each target (the search is seed-major)
+                seeds = [r["start"] for r in t["runs"] if r["start"] != "honest"]
+                first[t["target"]] = seeds[0] if seeds else None
+
+            def reduced(run, t):
+                return run["lr"] in chk["lrs"] and (
+                    run["start"] == "honest" or (chk["n_random"] >= 1
+                                                 and run["start"] == first[t["target"]]))
+            for k in ks:
+                full = _regimes(*_attack_grid(tg, eps_grid, k, max_drop=max_drop), eps_grid,
+                                max_drop, dataset=chk["dataset"], protocol="full", k=k)
+                red = []
+                s_, d_ = [], []
+                for eps in eps_grid:
+                    outs = [outcome([r for r in t["runs"] if reduced(r, t)], eps, k,
+                                    max_drop=max_drop) for t in tg]
+                    s_.append([o["success"] for o in outs])
+                    d_.append([o["accuracy_drop"] for o in outs])
+                red = _regimes(np.array(s_, bool), np.array(d_, float), eps_grid, max_drop,
+                               dataset=chk["dataset"], protocol="reduced", k=k)
+                check += full + red
     size_rows = []
     if config.get("size"):
         sz = config["size"]
@@ -370,7 +463,7 @@ def summarise(config: dict, trials: list[dict], results: list[dict]) -> dict:
                                       "n_targets": len(group)})
     return {"datasets": datasets, "table1": table1, "table2": table2, "fig2_radius": fig2,
             "fig2_training_size": size_rows, "fig2_transfer": transfer, "fig3": fig3,
-            "fig4": fig4, "detection": detection}
+            "fig4": fig4, "detection": detection, "reduction_check": check}
 
 
 @register("influence-valuation")
@@ -378,10 +471,9 @@ def run(profile: str) -> dict:
     config = PROFILES[profile]
     trials = trial_grid(config)
     results = run_trials(run_trial, trials, experiment=f"influence-valuation-{profile}",
-                         n_jobs=config["n_jobs"], progress=True)
+                         n_jobs=config["n_jobs"])
     return {"seed": config["target_seed"], "config": config,
             "results": {**summarise(config, trials, results),
                         "stand_in": "EfficientNet-Lite0 features on image subsets",
-                        "trials": [{k: v for k, v in r.items() if k not in ("runs",)}
-                                   | {"runs": r.get("runs", [])} for r in results
-                                   if r["kind"] in ("target", "size")]}}
+                        "trials": [{k: v for k, v in r.items() if k != "problem"}
+                                   for r in results]}}

@@ -219,11 +219,12 @@ def search_target(problem: ValuationProblem, target: int, *, eps_grid=(0.05, 0.1
                   lrs=(0.01, 0.1), n_random: int = 4, objective: str = "higher_ranked",
                   ks=(1, 10), steps: int = 100, lr_drop_step: int | None = 50,
                   max_drop: float = MAX_DROP, seed: int = 0, patience: int | None = None,
-                  keep_thetas: bool = False) -> dict:
+                  random_eps=None, keep_thetas: bool = False) -> dict:
     """The single-target protocol for one target (see the module docstring).
 
     Phase 1 runs from θ* for every ε (ascending) and learning rate; phase 2 from ``n_random``
-    random starts per ε. A (phase, ε) is skipped once a run with radius ≤ ε reached rank
+    random starts per ε of ``random_eps`` (default: every ε), seed-major (all learning rates of
+    start 1, then start 2, ...), so a search with fewer starts is a prefix of this one. A (phase, ε) is skipped once a run with radius ≤ ε reached rank
     < min(ks) within ``max_drop`` (phase 1 counts θ*-runs only, so the ablation "without random
     initialisations" is read off the same runs). Returns the runs and, with ``keep_thetas``, the
     final θ′ of every run that reached rank < min(ks) (for transfer and detection).
@@ -245,7 +246,7 @@ def search_target(problem: ValuationProblem, target: int, *, eps_grid=(0.05, 0.1
                        max_drop=max_drop)["high_accuracy"]:
                 break
             go(eps, lr, "honest")
-    for eps in sorted(eps_grid):
+    for eps in sorted(eps_grid if random_eps is None else random_eps):
         for i in range(n_random):
             for lr in lrs:
                 if outcome(runs, eps, kmin, objective=objective,
