@@ -13,8 +13,8 @@ import torch
 
 from amlib.experiments import influence_valuation as iv
 from amlib.influence.valuation import (MAX_DROP, attack_run, baseline_outcome, baseline_target,
-                                       multi_target, outcome, pick_targets, regime_table,
-                                       search_target, valuation_problem)
+                                       grid_regimes, multi_target, outcome, pick_targets,
+                                       regime_table, search_target, valuation_problem)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +102,21 @@ def test_regime_table_against_brute_force():
             assert got["high-accuracy"]["success_rate"] == best_ok
             assert means[labels.index(got["high-accuracy"]["setting"])] <= MAX_DROP
         assert got["best"]["success_rate"] == rates.max()
+
+
+def test_grid_regimes_target_by_target():
+    # 3 settings × 4 targets: target 0 succeeds within budget at setting 2 only, target 1 only
+    # above budget, target 2 twice (best drop 0.01), target 3 never
+    success = np.array([[0, 1, 1, 0], [0, 0, 1, 0], [1, 1, 0, 0]], dtype=bool)
+    drops = np.array([[np.nan, 0.09, 0.05, np.nan], [np.nan, np.nan, 0.01, np.nan],
+                      [0.02, 0.04, np.nan, np.nan]])
+    got = grid_regimes(success, drops)
+    assert got["high-accuracy"]["success_rate"] == 0.5
+    assert got["high-accuracy"]["accuracy_drop"] == pytest.approx((0.02 + 0.01) / 2)
+    assert got["best"]["success_rate"] == 0.75
+    assert got["best"]["accuracy_drop"] == pytest.approx((0.02 + 0.04 + 0.01) / 3)
+    none = grid_regimes(np.zeros((2, 3), bool), np.full((2, 3), np.nan))
+    assert none["best"]["success_rate"] == 0 and math.isnan(none["best"]["accuracy_drop"])
 
 
 def test_search_stops_at_the_first_success_within_the_accuracy_budget(problem):

@@ -300,11 +300,17 @@ def _nan(x):
 
 
 def _regimes(success, drops, labels, max_drop, **keys) -> list[dict]:
-    from ..influence.valuation import regime_table
+    """Table rows: the per-target rule (:func:`grid_regimes`) and, beside it, the per-setting
+    average rule (:func:`regime_table`, ``setting_rule_*``)."""
+    from ..influence.valuation import grid_regimes, regime_table
+    grid = grid_regimes(success, drops, max_drop=max_drop)
     table = regime_table(success, drops, labels, max_drop=max_drop)
-    return [{**keys, "regime": regime, "success_rate": row["success_rate"],
-             "accuracy_drop": _nan(row["accuracy_drop"]), "setting": row["setting"],
-             "n_targets": int(np.asarray(success).shape[1])} for regime, row in table.items()]
+    return [{**keys, "regime": regime, "success_rate": grid[regime]["success_rate"],
+             "accuracy_drop": _nan(grid[regime]["accuracy_drop"]),
+             "n_targets": int(np.asarray(success).shape[1]),
+             "setting_rule_success_rate": row["success_rate"],
+             "setting_rule_accuracy_drop": _nan(row["accuracy_drop"]),
+             "setting_rule_setting": row["setting"]} for regime, row in table.items()]
 
 
 def _attack_grid(trials, eps_grid, k, starts="all", objective="higher_ranked", max_drop=0.03,
