@@ -17,4 +17,4 @@ __all__ = ["PROFILES", "current_profile", "register", "EXPERIMENTS", "EXPERIMENT
 def _load_all() -> None:
     """Import the modules that register experiments."""
     from . import (am_ate, am_datasets, am_defence, am_detection, am_pvalues, am_toy,  # noqa: F401
-                   influence_fairness)
+                   influence_fairness, influence_valuation)
