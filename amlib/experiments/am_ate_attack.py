@@ -6,7 +6,7 @@
    with ``seed = trial``: which twin of each pair is kept, and the 50/50 split);
 2. on the training half, train BLAMM (Algorithm 2) with the App. D.3 set-up: lower level a
    logistic regression of Y on (X, W) under the mean-imputation proxy (eqs. 8–11), upper level
-   g = |τ̂(θ̃) − 0.10| (App. C.2), M = {gestat, wtgain}, the per-sample mechanism (4 patterns,
+   ``g = |τ̂(θ̃) − 0.10|`` (App. C.2), M = {gestat, wtgain}, the per-sample mechanism (4 patterns,
    φ⁽ⁱ⁾ = 0 at the start, App. C.4), Adam with lr 0.05 for 300 epochs, the access mixture of
    eq. 24 with λ = 0.5, 0.25, 1e-4, 1e-4 for N0/N = 1, 0.75, 0.5, 0.25; the attacker's rows are a
    random N0 of the N (seeded by the trial);
@@ -21,12 +21,12 @@ Two choices the paper leaves open, stated here and in the chapter:
 
 - *λ's scale.*  BLAMM's Ω is the expected hidden share of all d features (Section 4).  As in the
   p-value experiment (:mod:`.am_pvalues`) we read the paper's λ as weighting the missing rate of
-  the masked features, i.e. BLAMM's λ = λ_paper · d / |M|; this reproduces the paper's expected
+  the masked features, i.e. BLAMM's ``λ = λ_paper · d / |M|``; this reproduces the paper's expected
   missing rates (7.2, 11.1, 24.3, 12.5%).
 - *Separation.*  In Twins some indicator columns (``hemo``, rare ``pldel``/``resstatb`` levels)
   occur with only one outcome, so the unpenalised logistic MLE does not exist and IRLS stalls.
   The attacker's lower level therefore carries a ridge of ``lower_l2`` = 1e-6 (per row) at every
-  access level; the paper's fallback (re-solve with L2 1e-3 when |intercept| > 1e10, only when
+  access level; the paper's fallback (re-solve with L2 1e-3 when ``|intercept| > 1e10``, only when
   N0/N < 1) is kept on top and its triggers are counted.  The attacker's design drops the
   reference level of each one-hot group (and columns constant in the half) so [1, X, W] has
   full rank; the victims get all 39 covariates.
