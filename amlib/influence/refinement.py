@@ -119,7 +119,7 @@ class RefinedCGSolver(InverseHVPSolver):
         residual at which s = S + unit·D meets the bound, ‖r‖ ≤ shift·rtol·‖s‖/(1 + rtol),
         times :data:`SAFETY`, never below ``floor``."""
         c = SAFETY * self.operator.shift * self.rtol / (1 + self.rtol)
-        scale = unit / rnorm.clamp_min(1e-300)   # ‖rhs of this round‖ = rnorm/unit = 1
+        scale = 1 / rnorm.clamp_min(1e-300)   # the residual relative to this round's rhs
         start = bool((S != 0).any())
         cache = {}
 
@@ -178,6 +178,9 @@ class RefinedCGSolver(InverseHVPSolver):
         if self.precondition == "auto":
             extra["condition_estimate"] = getattr(self.inner or op, "condition_estimate", None)
         return S, iters, extra
+
+    def _passes(self) -> float:
+        return self.operator.n_matvecs + (0 if self.inner is None else self.inner.n_matvecs)
 
     def residual(self, v: torch.Tensor, s: torch.Tensor) -> float:
         """The true relative residual; the last round's float64 residual when s is its solution

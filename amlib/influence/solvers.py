@@ -105,12 +105,12 @@ class InverseHVPSolver:
         Vb, single = as_batch(v.detach().to(self.dtype), p)
         x = None if x0 is None else as_batch(x0.detach().to(self.dtype), p)[0]
         start = time.perf_counter()
-        passes0 = self.operator.n_matvecs
+        passes0 = self._passes()
         S, iters, extra = self._solve(Vb, x)
         rel = self.residual(Vb, S)
         self._check(rel, extra)
         result = IHVPResult(S[0] if single else S, rel, iters, time.perf_counter() - start,
-                            self.method, self.operator.n_matvecs - passes0,
+                            self.method, self._passes() - passes0,
                             self.effective_damping, extra)
         self.info = result
         return result
@@ -118,6 +118,10 @@ class InverseHVPSolver:
     def _solve(self, V: torch.Tensor, x0: torch.Tensor | None
                ) -> tuple[torch.Tensor, int, dict]:
         raise NotImplementedError
+
+    def _passes(self) -> float:
+        """Hessian-vector products so far, in full passes over the data (all operators)."""
+        return self.operator.n_matvecs
 
     def _check(self, relative_residual: float, extra: dict) -> None:
         """After the true residual is known: record or act on it (default: nothing)."""
