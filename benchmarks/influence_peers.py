@@ -68,11 +68,12 @@ TI_BATCH = 512
 #: why a peer library is not measured when it does not import (checked 2026-12-01 with
 #: ``pip install --dry-run`` against the project's pinned venv)
 PEER_NOTES = {
-    "pydvl": "pyDVL 0.10.0 (the newest on the index) pins numpy<2 (it would downgrade the "
-             "project's numpy 2.4.6 to 1.26.4) and pulls cvxpy, so it cannot install beside "
-             "the pins",
-    "dattri": "dattri 0.3.0 installs beside the pins (it adds pretty_midi, mido and "
-              "importlib_resources), but is not installed in the project's venv",
+    "pydvl": "not measured: pyDVL 0.10.0 (the newest on the index) requires numpy<2, so pip "
+             "would downgrade the project's pinned numpy 2.4.6 to 1.26.4 (and pandas 3.1.1 to "
+             "3.0.6): it cannot install beside the pins",
+    "dattri": "not measured: dattri 0.3.0 would install beside the pins (it only adds "
+              "pretty_midi, mido and importlib_resources), but it is not installed in the "
+              "project's venv and this benchmark has no adapter for it yet",
 }
 GB, MB = 1e9, 1e6
 
