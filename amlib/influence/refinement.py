@@ -20,8 +20,8 @@ Where the iterations run depends on ``rtol``:
   halve the residual (float32 cannot resolve the system: roughly condition number × 6e-8 ≳ 1),
   the remaining rounds run in float64.
 - below it, CG runs in float64 from the start: each float32 round reaches only about 1e-5, and
-  the restarts cost more iterations than the cheaper products save (measured at rtol 1e-8 on
-  the Caltech-101 shape: 401 float32 iterations against 326 in float64).
+  the restarts cost more iterations than the cheaper products save (measured with an earlier
+  version of this solver at rtol 1e-8: 401 float32 iterations against 326 in float64).
 
 The values g_iᵀs computed from such an s differ from the exact ones by g_iᵀ(s − s*): at most
 ‖g_i‖·rtol·‖s*‖ for every point, and in practice about rtol relative (tested against the float64

@@ -185,8 +185,10 @@ def influence_values(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_
     ``method`` ``"exact"``, ``"cg"`` or ``"lissa"`` and ``solver_opts`` go to
     :func:`~amlib.influence.ihvp.InverseHVP`; ``x0`` warm-starts CG. ``rtol=...`` (with CG,
     l2 + damping > 0) asks for a solution within that relative error instead of a fixed ``tol``:
-    the solver picks float32 iterations with float64 residuals and its own tolerances, and
-    ``ihvp_info.extra["error_bound"]`` reports the proven bound
+    the solver picks the precision (float32 iterations refined with float64 residuals for
+    rtol ≥ 1e-5, float64 CG below) and stops on the error bound itself;
+    ``ihvp_info.relative_residual`` is the achieved float64 residual and
+    ``ihvp_info.extra["error_bound"]`` the proven bound
     (:class:`~amlib.influence.refinement.RefinedCGSolver`).
     """
     X, y = model.validate(theta, X, y)
