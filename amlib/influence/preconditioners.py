@@ -60,7 +60,8 @@ class FeatureGram:
     ``G = (1/n) Σ_i w_i a_i a_iᵀ = U diag(λ) Uᵀ`` with ``a_i = [x_i, 1]`` (``[x_i]`` without
     bias), a D × D matrix (D = d + bias). It depends on the features (and sample weights) only,
     not on θ, so an attack that builds a new :class:`InverseHVP` at every θ builds this once
-    (:meth:`from_features`) and passes it as ``InverseHVP(..., precondition="kfac", gram=...)``.
+    (:meth:`from_features`, or :meth:`cached`, which every K-FAC solve without a ``gram`` uses)
+    and passes it as ``InverseHVP(..., precondition="kfac", gram=...)``.
     The eigendecomposition is done in the features' precision: it only preconditions.
     """
 
@@ -124,7 +125,7 @@ class FeatureGram:
             return entry[2]
         gram = cls.from_features(model, X, sample_weight=sample_weight)
         FeatureGram.builds += 1
-        cls._cache[id(X)] = (weakref.ref(X), key, gram)
+        cls._cache[id(X)] = (weakref.ref(X, _forget), key, gram)
         cls._cache.move_to_end(id(X))
         while len(cls._cache) > cls.CACHE_SIZE:
             cls._cache.popitem(last=False)
@@ -133,6 +134,13 @@ class FeatureGram:
     @classmethod
     def clear_cache(cls) -> None:
         cls._cache.clear()
+
+
+def _forget(ref) -> None:
+    """Drop the cache entry of a feature tensor that was freed (its Gram is D × D numbers)."""
+    for k, entry in list(FeatureGram._cache.items()):
+        if entry[0] is ref:
+            FeatureGram._cache.pop(k, None)
 
 
 def _checksum(T: torch.Tensor) -> tuple[float, float]:
