@@ -16,7 +16,8 @@ quantity: value_i = G_testᵀ (H + l2·I)⁻¹ g_i for all n points; its relativ
 
 Configurations, each timed in ``--repeats`` fresh processes (best time; the largest peak resident
 set, ``ru_maxrss`` from ``os.wait4``, minus the smallest of that library's *floor* process — the
-interpreter, its imports and the data, no influence computed):
+interpreter, its imports and the data as stored (float32 features), no influence computed; any
+copy a library makes, such as the float64 features a float64 model needs, counts above it):
 
 - ``amlib CG, default tolerance``: ``influence_values(..., method="cg")`` (tol 1e-10);
 - ``amlib CG, cheapest tolerance under 1e-3``: the largest of :data:`TOLERANCES` whose values'
@@ -146,6 +147,7 @@ def role_prepare(args) -> dict:
 
 
 def role_floor_amlib(args) -> dict:
+    """amlib's imports and the data as stored (float32 features, float64 θ)."""
     _amlib(Path(args.problem), args.threads)
     return {}
 
@@ -217,8 +219,16 @@ def _ti_to_values(scores: np.ndarray, meta: dict) -> np.ndarray:
 
 
 def role_floor_ti(args) -> dict:
-    _ti_setup(args)
-    return {}
+    """torch-influence's imports and the data as stored — the same floor as amlib's: the
+    float64 copies its float64 model needs count above it, as amlib's own conversions do."""
+    sys.path.insert(0, args.torch_influence)
+    import scipy.sparse.linalg  # noqa: F401
+    import torch
+    import torch_influence  # noqa: F401
+
+    torch.set_num_threads(args.threads)
+    a, _ = _load(Path(args.problem))
+    return {"data_bytes": sum(v.nbytes for v in a.values())}
 
 
 def role_ti(args) -> dict:
