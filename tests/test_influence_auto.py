@@ -162,3 +162,26 @@ def test_dense_reference_of_the_estimate_is_the_hessian():
     Gc = (A * c[:, None]).T @ A / len(X)
     bound = torch.kron(torch.eye(3, dtype=X.dtype), Gc)
     assert float(torch.linalg.eigvalsh(bound - H).min()) >= -1e-12
+
+
+def test_the_attack_runs_on_the_rtol_path_with_the_same_gradient_and_ranks():
+    """The targeted attack's faster path: rankings and surrogate gradients from the rtol
+    solver agree with the exact ones (the gradient check of Alg. 1), and the attack takes the
+    same steps as with the default solver."""
+    from amlib.influence import attack_coefficients, surrogate_gradient
+    from amlib.influence.attacks import TargetedInfluenceAttack
+    X, y, Xt, yt = power_law_data(n=200, d=10, C=3, seed=8, spectrum=1.0)
+    fit = fit_logistic(X, y, l2=0.01)
+    honest = influence_values(fit.model, fit.theta, X, y, Xt, yt, method="exact")
+    target = int((honest.ranks() == 100).nonzero()[0, 0])
+    c = attack_coefficients(honest.values, target, 1)
+    exact = surrogate_gradient(fit.model, fit.theta, X, y, Xt, yt, c, method="exact")
+    fast = surrogate_gradient(fit.model, fit.theta, X, y, Xt, yt, c, rtol=1e-8)
+    assert float((fast.grad - exact.grad).norm() / exact.grad.norm()) < 1e-7
+    common = dict(k=1, eps=0.5, lr=0.05, steps=4, early_stop=False)
+    default = TargetedInfluenceAttack(fit.model, fit.theta, X, y, Xt, yt, target, **common)
+    refined = TargetedInfluenceAttack(fit.model, fit.theta, X, y, Xt, yt, target,
+                                      solver_opts={"rtol": 1e-8}, **common)
+    default.fit(), refined.fit()
+    assert [h["rank"] for h in refined.history] == [h["rank"] for h in default.history]
+    assert torch.allclose(refined.theta, default.theta, rtol=1e-6, atol=1e-8)

@@ -84,7 +84,9 @@ class TargetedInfluenceAttack(pl.LightningModule):
     lr, steps, lr_drop_step, lr_drop : Adam's learning rate, the number of steps, and the step
         at which the learning rate is multiplied by ``lr_drop``.
     theta_init : the starting point (default θ*); it is projected into the ball.
-    method, damping, solver_opts : the inverse-HVP solver (see :func:`~amlib.influence.InverseHVP`).
+    method, damping, solver_opts : the inverse-HVP solver (see :func:`~amlib.influence.InverseHVP`);
+        ``solver_opts={"rtol": ...}`` (with l2 + damping > 0) runs every solve to that relative
+        error, in float32 where it allows (the same ranks and gradients, tested).
     precondition : CG's preconditioner: ``"auto"`` (default: K-FAC where the condition number
         is estimated at or above :data:`~amlib.influence.preconditioners.KFAC_MIN_CONDITION`,
         none below), ``"kfac"`` (its feature Gram matrix is eigendecomposed once per data set,
