@@ -185,3 +185,27 @@ def test_the_attack_runs_on_the_rtol_path_with_the_same_gradient_and_ranks():
     default.fit(), refined.fit()
     assert [h["rank"] for h in refined.history] == [h["rank"] for h in default.history]
     assert torch.allclose(refined.theta, default.theta, rtol=1e-6, atol=1e-8)
+
+
+def test_float32_features_with_a_float64_theta_are_not_copied_on_the_rtol_path():
+    model, theta, X, y, Xt, yt, _ = conditioned_problem(1e3, 3)
+    X32 = X.float()
+    exact = influence_values(model, theta, X32.double(), y, Xt, yt, method="exact")
+    for rtol in (1e-3, 1e-8):
+        res = influence_values(model, theta, X32, y, Xt, yt, rtol=rtol)
+        assert res.solver.features is X32 and res.values.dtype == torch.float64
+        if rtol >= 1e-5:
+            assert res.solver.inner.X is X32      # float32 iterations on the caller's tensor
+        assert float((res.values - exact.values).norm() / exact.values.norm()) <= rtol
+    many = torch.randn(6, model.n_params, dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(4))   # more than are kept
+    from amlib.influence import values_and_ranks
+    # six solutions: more than the solver keeps direction logits for, so some values take the
+    # fallback product — in float64, on the solver's own copy
+    res = values_and_ranks(model, theta, X32, y, query_grad=many, rtol=1e-8)
+    ref = values_and_ranks(model, theta, X32.double(), y, query_grad=many, method="exact")
+    assert res.values.dtype == torch.float64
+    errors = (res.s_test - ref.s_test).norm(dim=1) / ref.s_test.norm(dim=1)
+    assert float(errors.max()) <= res.ihvp_info.extra["error_bound"] <= 1e-8
+    value_errors = (res.values - ref.values).norm(dim=0) / ref.values.norm(dim=0)
+    assert float(value_errors.max()) <= 1e-8
