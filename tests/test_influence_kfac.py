@@ -110,19 +110,27 @@ def test_cheap_feature_check_still_rejects_nan_and_inf_and_does_not_copy():
         as_features([[1.0, float("nan")]])
 
 
-def test_attack_uses_kfac_by_default_with_one_gram_and_can_turn_it_off():
+def test_attack_chooses_its_preconditioner_by_default_uses_one_gram_and_can_turn_it_off():
     from amlib.influence.attacks import TargetedInfluenceAttack, run_targeted_attack
     X, y, Xt, yt = power_law_data(n=200, d=10, C=3, seed=8, spectrum=1.0)
     fit = fit_logistic(X, y, l2=0.01)
     common = dict(k=1, eps=0.5, lr=0.05, steps=3, early_stop=False)
-    kfac = TargetedInfluenceAttack(fit.model, fit.theta, X, y, Xt, yt, 5, **common)
+    auto = TargetedInfluenceAttack(fit.model, fit.theta, X, y, Xt, yt, 5, **common)
+    assert auto.solver_opts == {"precondition": "auto"}
+    kfac = TargetedInfluenceAttack(fit.model, fit.theta, X, y, Xt, yt, 5, precondition="kfac",
+                                   **common)
     assert kfac.solver_opts["precondition"] == "kfac"
     assert isinstance(kfac.solver_opts["gram"], FeatureGram)
+    # the Gram is cached per data set: a second attack on the same X reuses it
+    again = TargetedInfluenceAttack(fit.model, fit.theta, X, y, Xt, yt, 6, precondition="kfac",
+                                    **common)
+    assert again.solver_opts["gram"] is kfac.solver_opts["gram"]
     plain = TargetedInfluenceAttack(fit.model, fit.theta, X, y, Xt, yt, 5, precondition=False,
                                     **common)
     assert plain.solver_opts == {"precondition": False}
-    kfac.fit(), plain.fit()
-    assert torch.allclose(kfac.theta, plain.theta, rtol=1e-6, atol=1e-8)
-    assert [h["rank"] for h in kfac.history] == [h["rank"] for h in plain.history]
+    kfac.fit(), plain.fit(), auto.fit()
+    for other in (plain, auto):
+        assert torch.allclose(kfac.theta, other.theta, rtol=1e-6, atol=1e-8)
+        assert [h["rank"] for h in kfac.history] == [h["rank"] for h in other.history]
     res = run_targeted_attack(fit.model, fit.theta, X, y, Xt, yt, 5, n_inits=2, **common)
     assert res.steps == 3

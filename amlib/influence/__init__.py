@@ -31,8 +31,9 @@ from .lissa import LiSSADivergence, LiSSASolver
 from .memory import SavedTensorBytes, saved_bytes
 from .models import (LogisticModel, NotStationaryWarning, as_features, as_labels,
                      scale_theta)
-from .preconditioners import (PRECONDITIONERS, FeatureGram, JacobiPreconditioner,
-                              KFACPreconditioner)
+from .preconditioners import (KFAC_MIN_CONDITION, PRECONDITIONERS, FeatureGram,
+                              JacobiPreconditioner, KFACPreconditioner, choose_preconditioner,
+                              condition_estimate)
 from .refinement import RefinedCGSolver
 from .scores import (InfluenceResult, influence_values, leave_one_out_values,
                      per_sample_grad_dot, per_sample_gradients, query_gradient, ranks,
@@ -68,7 +69,7 @@ __all__ = [
     "conjugate_gradient",
     "InverseHVP", "inverse_hvp", "IHVPResult", "LiSSADivergence", "SingularHessianError",
     "METHODS", "SOLVERS", "PRECONDITIONERS", "FeatureGram", "KFACPreconditioner",
-    "JacobiPreconditioner",
+    "JacobiPreconditioner", "condition_estimate", "choose_preconditioner", "KFAC_MIN_CONDITION",
     "values_and_ranks", "per_sample_grad_dot", "per_sample_gradients", "query_gradient",
     "influence_values", "InfluenceResult", "ranks", "leave_one_out_values", "stationarity",
     "residuals_at",

@@ -9,9 +9,10 @@ point(s) in the top-k of the ranking by value (rank < k, rank 0 = most valuable;
 optimisation; every step
 
 1. solves s_a = (H + δI)⁻¹G_test at the current θ (CG warm-started from the previous step and,
-   by default, K-FAC-preconditioned with a feature Gram matrix factorised once per attack; see
-   :class:`~amlib.influence.preconditioners.KFACPreconditioner`) and ranks all n points from one matrix
-   product; logs the target's rank, the objective and the
+   by default, K-FAC-preconditioned where the condition number is estimated above the measured
+   crossover, with a feature Gram matrix factorised once per data set; see
+   :func:`~amlib.influence.preconditioners.choose_preconditioner`) and ranks all n points from
+   one matrix product; logs the target's rank, the objective and the
    accuracy; stops early once every target has rank < k;
 2. linearises the objective (:func:`~amlib.influence.surrogate.attack_coefficients`: "max_target",
    "top_k" or the paper's "higher_ranked"; several targets: coefficients summed, Eq. 5);
@@ -58,13 +59,15 @@ __all__ = ["project_to_ball", "TargetedInfluenceAttack", "AttackResult", "run_ta
 def _cg_options(model: LogisticModel, X: torch.Tensor, method: str,
                 precondition: bool | str | None, solver_opts: dict | None) -> dict:
     """The solver options of an attack: for CG, ``precondition`` (unless ``solver_opts`` sets
-    one) and, for "kfac", a :class:`FeatureGram` of X built once (unless one is given)."""
+    one) and, for "kfac", the :class:`FeatureGram` of X (built once per data set,
+    :meth:`FeatureGram.cached`, unless one is given). "auto" leaves the choice to every solve
+    (K-FAC, with the same cached Gram, only above the condition-number crossover)."""
     opts = dict(solver_opts or {})
     if method != "cg":
         return opts
     opts.setdefault("precondition", precondition)
     if opts["precondition"] == "kfac" and opts.get("gram") is None:
-        opts["gram"] = FeatureGram.from_features(model, X)
+        opts["gram"] = FeatureGram.cached(model, X)
     return opts
 
 
@@ -81,10 +84,13 @@ class TargetedInfluenceAttack(pl.LightningModule):
     lr, steps, lr_drop_step, lr_drop : Adam's learning rate, the number of steps, and the step
         at which the learning rate is multiplied by ``lr_drop``.
     theta_init : the starting point (default θ*); it is projected into the ball.
-    method, damping, solver_opts : the inverse-HVP solver (see :func:`~amlib.influence.InverseHVP`).
-    precondition : CG's preconditioner: ``"kfac"`` (default; its feature Gram matrix is
-        eigendecomposed once here, or taken from ``solver_opts["gram"]``), ``"jacobi"`` or
-        ``False`` (none). It changes the iterations per solve, not the solutions.
+    method, damping, solver_opts : the inverse-HVP solver (see :func:`~amlib.influence.InverseHVP`);
+        ``solver_opts={"rtol": ...}`` (with l2 + damping > 0) runs every solve to that relative
+        error, in float32 where it allows (the same ranks and gradients, tested).
+    precondition : CG's preconditioner: ``"auto"`` (default: K-FAC where the condition number
+        is estimated at or above :data:`~amlib.influence.preconditioners.KFAC_MIN_CONDITION`,
+        none below), ``"kfac"`` (its feature Gram matrix is eigendecomposed once per data set,
+        or taken from ``solver_opts["gram"]``), ``"jacobi"`` or ``False`` (none). It changes the iterations per solve, not the solutions.
         ``solver_opts["precondition"]``, if given, takes precedence.
     X_eval, y_eval : the set whose accuracy is logged (default the test set).
     early_stop : stop as soon as every target has rank < k.
@@ -98,7 +104,7 @@ class TargetedInfluenceAttack(pl.LightningModule):
                  lr: float = 0.01, steps: int = 100, lr_drop_step: int | None = 50,
                  lr_drop: float = 0.1, theta_init: torch.Tensor | None = None,
                  method: str = "cg", damping: float = 0.0, solver_opts: dict | None = None,
-                 precondition: bool | str | None = "kfac",
+                 precondition: bool | str | None = "auto",
                  X_eval=None, y_eval=None, early_stop: bool = True,
                  progress_bar: bool | None = None, num_threads: int | None = None):
         super().__init__()
@@ -322,7 +328,7 @@ def run_targeted_attack(model: LogisticModel, theta_star: torch.Tensor, X, y, X_
                         lr_drop_step: int | None = 50, n_inits: int = 1, honest_init: bool = True,
                         init_std: float = 1.0, seed: int = 0, method: str = "cg",
                         damping: float = 0.0, solver_opts: dict | None = None,
-                        precondition: bool | str | None = "kfac", X_eval=None,
+                        precondition: bool | str | None = "auto", X_eval=None,
                         y_eval=None, early_stop: bool = True, progress: bool = False,
                         num_threads: int | None = None) -> AttackResult:
     """The targeted attack (Eq. 4; several targets: Eq. 5) from ``n_inits`` starting points.
@@ -374,7 +380,7 @@ def loss_reweighing_baseline(model: LogisticModel, X, y, X_test, y_test, target:
                              lambdas=(1, 10, 100, 1_000, 10_000, 100_000), k: int = 1,
                              method: str = "cg", damping: float = 0.0,
                              solver_opts: dict | None = None,
-                             precondition: bool | str | None = "kfac", X_eval=None, y_eval=None,
+                             precondition: bool | str | None = "auto", X_eval=None, y_eval=None,
                              tol: float | None = None, max_iter: int = 100) -> pd.DataFrame:
     """The loss-reweighing baseline (Sec. 4.1): up-weight the target's loss by λ and retrain.
 

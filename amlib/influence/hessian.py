@@ -91,10 +91,13 @@ class HessianOperator:
     logits X·v of its vectors for :meth:`cached_direction_logits`.
     ``matvec(V, rows=idx)`` uses the Hessian of the rows ``idx`` only (their mean), as LiSSA's
     minibatches do. ``sample_weight`` weights rows as in :func:`~amlib.influence.fit_logistic`.
+    ``logits``: the logits at (θ, X) when the caller has them (a float32 copy of an operator
+    reuses the float64 one's), instead of the pass over X.
     """
 
     def __init__(self, model: LogisticModel, theta: torch.Tensor, X: torch.Tensor, *,
-                 damping: float = 0.0, sample_weight: torch.Tensor | None = None):
+                 damping: float = 0.0, sample_weight: torch.Tensor | None = None,
+                 logits: torch.Tensor | None = None):
         check_theta(model, theta)
         if damping < 0 or not math.isfinite(damping):
             raise ValueError(f"damping must be a finite number >= 0, got {damping}")
@@ -103,7 +106,8 @@ class HessianOperator:
         self.shift = float(model.l2) + float(damping)
         self.theta = theta.detach().clone()
         with torch.no_grad():
-            self.logits = model.logits(self.theta, X)   # F = X Wᵀ + b: the one pass over X at θ
+            # F = X Wᵀ + b: the one pass over X at θ (unless the caller has them, e.g. in float64)
+            self.logits = model.logits(self.theta, X) if logits is None else logits.to(X.dtype)
             P = model.probs_from_logits(self.logits)
         self.P = P
         self.curv = P * (1 - P) if model.binary else None   # binary: p(1 − p)

@@ -30,19 +30,20 @@ def InverseHVP(model: LogisticModel, theta: torch.Tensor, X: torch.Tensor, *,  #
                lissa_scale: float = 25.0, lissa_damping: float = 0.01,
                lissa_samples: int = 1_000_000, lissa_batch: int = 1024, seed: int = 0,
                max_exact_params: int = 20_000, rtol: float | None = None,
-               sample_weight: torch.Tensor | None = None) -> InverseHVPSolver:
+               precision: str = "auto", sample_weight: torch.Tensor | None = None) -> InverseHVPSolver:
     """The solver of (H(θ) + (l2 + δ)·I)⁻¹ v at a fixed θ named by ``method``.
 
     Build once per θ, then ``.solve`` any number of vectors (shape (p,) or (m, p)). ``damping``
     δ ≥ 0 for every method; ``tol``, ``max_iter``, ``precondition`` (False/None, True/"jacobi",
-    "kfac") and ``gram`` for CG (:class:`~amlib.influence.solvers.CGSolver`); ``lissa_scale``,
+    "kfac", "auto") and ``gram`` for CG (:class:`~amlib.influence.solvers.CGSolver`); ``lissa_scale``,
     ``lissa_damping`` (scaled units: adds lissa_damping·lissa_scale to δ), ``lissa_samples``,
     ``lissa_batch`` and ``seed`` for LiSSA; ``max_exact_params`` bounds exact. Options of the
     other methods are accepted and ignored (``precondition`` is still checked).
 
     ``rtol`` (CG only): instead of a fixed ``tol``, solve until the solution's relative error is
     provably at most ``rtol`` — :class:`~amlib.influence.refinement.RefinedCGSolver`, float32
-    iterations refined with float64 residuals (needs l2 + damping > 0).
+    iterations refined with float64 residuals where rtol allows, float64 CG below (needs
+    l2 + damping > 0); ``precision`` ("auto", "float32", "float64") overrides that choice.
     """
     if method not in SOLVERS:
         raise ValueError(f"unknown inverse-HVP method {method!r}; use one of {METHODS}")
@@ -53,7 +54,7 @@ def InverseHVP(model: LogisticModel, theta: torch.Tensor, X: torch.Tensor, *,  #
             raise ValueError("rtol chooses CG's tolerance itself: use it with method='cg' and "
                              "without tol")
         return RefinedCGSolver(model, theta, X, rtol=rtol, precondition=precondition, gram=gram,
-                               max_iter=max_iter, **common)
+                               max_iter=max_iter, precision=precision, **common)
     if method == "exact":
         return ExactSolver(model, theta, X, max_exact_params=max_exact_params, **common)
     if method == "cg":

@@ -7,12 +7,23 @@ definite; :class:`~amlib.influence.solvers.CGSolver` takes one (``precondition="
 
 - :class:`JacobiPreconditioner`: diag(H + shift·I);
 - :class:`KFACPreconditioner`: the Kronecker factorisation A ⊗ G + shift·I (Martens & Grosse),
-  whose feature factor :class:`FeatureGram` depends on X only and is built once per data set.
+  whose feature factor :class:`FeatureGram` depends on X only and is built once per data set
+  (:meth:`FeatureGram.cached` keeps the last few, keyed so that a changed X is never reused).
+
+``precondition="auto"`` uses K-FAC only where it pays: building and applying it costs about as
+much as a third of a Hessian-vector product per iteration at the Caltech-101 shape plus the
+Gram's eigendecomposition once per data set, and on a well-conditioned system it saves no
+iteration. :func:`condition_estimate` bounds the condition number of H + shift·I cheaply (one
+power iteration on the features, no Hessian product), and "auto" picks K-FAC when it is at least
+:data:`KFAC_MIN_CONDITION` — the crossover measured in ``benchmarks/kfac_crossover.py``
+(``benchmarks/README.md``).
 """
 from __future__ import annotations
 
 import math
 import time
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -21,10 +32,15 @@ from .hessian import HessianOperator
 from .models import LogisticModel
 
 __all__ = ["PRECONDITIONERS", "JacobiPreconditioner", "FeatureGram", "KFACPreconditioner",
-           "make_preconditioner", "normalise_precondition"]
+           "make_preconditioner", "normalise_precondition", "condition_estimate",
+           "KFAC_MIN_CONDITION", "choose_preconditioner"]
 
 #: values of ``precondition=`` besides True (= "jacobi") and False/None (= none)
-PRECONDITIONERS = ("jacobi", "kfac")
+PRECONDITIONERS = ("jacobi", "kfac", "auto")
+
+#: ``precondition="auto"`` uses K-FAC when :func:`condition_estimate` is at least this (the
+#: crossover measured by ``benchmarks/kfac_crossover.py``, see ``benchmarks/README.md``)
+KFAC_MIN_CONDITION = 1e3
 
 
 class JacobiPreconditioner:
@@ -44,7 +60,8 @@ class FeatureGram:
     ``G = (1/n) Σ_i w_i a_i a_iᵀ = U diag(λ) Uᵀ`` with ``a_i = [x_i, 1]`` (``[x_i]`` without
     bias), a D × D matrix (D = d + bias). It depends on the features (and sample weights) only,
     not on θ, so an attack that builds a new :class:`InverseHVP` at every θ builds this once
-    (:meth:`from_features`) and passes it as ``InverseHVP(..., precondition="kfac", gram=...)``.
+    (:meth:`from_features`, or :meth:`cached`, which every K-FAC solve without a ``gram`` uses)
+    and passes it as ``InverseHVP(..., precondition="kfac", gram=...)``.
     The eigendecomposition is done in the features' precision: it only preconditions.
     """
 
@@ -83,6 +100,94 @@ class FeatureGram:
         G.div_(n)
         lam, U = torch.linalg.eigh(G)
         return cls(lam.clamp_min(0), U, model.bias, time.perf_counter() - start)
+
+    #: how many Grams :meth:`cached` keeps (least recently used dropped first)
+    CACHE_SIZE = 4
+    _cache = OrderedDict()   # id(X) → (weak reference to X, key, Gram); not a dataclass field
+    builds = 0   # how many Grams :meth:`cached` has built (the cache's misses)
+
+    @classmethod
+    def cached(cls, model: LogisticModel, X: torch.Tensor,
+               sample_weight: torch.Tensor | None = None) -> "FeatureGram":
+        """:meth:`from_features`, built once per data set and reused while X is unchanged.
+
+        The key is the feature tensor itself (held by a weak reference, so a freed tensor whose
+        memory is reused by a new one never matches), its version counter (bumped by every
+        in-place change through torch), its shape and dtype, and a checksum of its values and of
+        the sample weights (sum and norm: changes made behind torch's back, e.g. through a NumPy
+        view, are caught too). Anything else builds a new Gram.
+        """
+        key = (model.bias, model.n_features, tuple(X.shape), X.dtype, X.device, X._version,
+               _checksum(X), None if sample_weight is None else _checksum(sample_weight))
+        entry = cls._cache.get(id(X))
+        if entry is not None and entry[0]() is X and entry[1] == key:
+            cls._cache.move_to_end(id(X))
+            return entry[2]
+        gram = cls.from_features(model, X, sample_weight=sample_weight)
+        FeatureGram.builds += 1
+        cls._cache[id(X)] = (weakref.ref(X, _forget), key, gram)
+        cls._cache.move_to_end(id(X))
+        while len(cls._cache) > cls.CACHE_SIZE:
+            cls._cache.popitem(last=False)
+        return gram
+
+    @classmethod
+    def clear_cache(cls) -> None:
+        cls._cache.clear()
+
+
+def _forget(ref) -> None:
+    """Drop the cache entry of a feature tensor that was freed (its Gram is D × D numbers)."""
+    for k, entry in list(FeatureGram._cache.items()):
+        if entry[0] is ref:
+            FeatureGram._cache.pop(k, None)
+
+
+def _checksum(T: torch.Tensor) -> tuple[float, float]:
+    """(Σ t, ‖t‖) of a tensor: two passes, no copy."""
+    return float(T.sum()), float(torch.linalg.vector_norm(T))
+
+
+def condition_estimate(op: HessianOperator, iters: int = 20, seed: int = 0) -> float:
+    """κ̄ = 1 + λ̄/shift, an estimate from above of the condition number of H + shift·I.
+
+    The data Hessian is H = (1/n) Σ_i w_i S_i ⊗ a_i a_iᵀ with S_i = diag p_i − p_i p_iᵀ, whose
+    largest eigenvalue is at most c_i = max_k 2 p_ik(1 − p_ik) (Gershgorin; binary: the scalar
+    p_i(1 − p_i)). So H ⪯ I_K ⊗ G_c with G_c = (1/n) Σ_i w_i c_i a_i a_iᵀ, and λ̄ = λ_max(G_c)
+    — found by ``iters`` power iterations, each two products of the features with one vector
+    (about 1/K of a Hessian-vector product) — bounds λ_max(H) (up to the power iteration's
+    shortfall), while λ_min(H + shift·I) ≥ shift. ``inf`` when shift = 0.
+    """
+    if op.shift <= 0:
+        return math.inf
+    model, X, P = op.model, op.X, op.P
+    c = P[:, 0] * (1 - P[:, 0]) if model.binary else (2 * P * (1 - P)).amax(dim=1)
+    if op.w is not None:
+        c = c * op.w
+    c = c.to(X.dtype)
+    d = model.n_features
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(model.row_size, generator=g, dtype=torch.float64).to(X)
+    lam = 0.0
+    for _ in range(iters):
+        v = v / v.norm()
+        Av = X @ v[:d] + (v[d] if model.bias else 0.0)          # a_iᵀ v for every row
+        cAv = c * Av
+        w = torch.empty_like(v)
+        w[:d] = X.T @ cAv
+        if model.bias:
+            w[d] = cAv.sum()
+        w /= op.n
+        lam = float(v @ w)                                       # Rayleigh quotient
+        v = w
+    return 1.0 + max(lam, 0.0) / op.shift
+
+
+def choose_preconditioner(op: HessianOperator) -> tuple[str | None, float]:
+    """The rule of ``precondition="auto"``: ("kfac", κ̄) when :func:`condition_estimate` κ̄ ≥
+    :data:`KFAC_MIN_CONDITION`, else (None, κ̄)."""
+    kappa = condition_estimate(op)
+    return ("kfac" if kappa >= KFAC_MIN_CONDITION else None), kappa
 
 
 class KFACPreconditioner:
@@ -153,6 +258,13 @@ def _mix_classes(A: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
     return out.transpose(0, 1).reshape(m, K, D)
 
 
+def preconditioner_name(preconditioner) -> str | None:
+    """"kfac", "jacobi" or None for what :func:`make_preconditioner` returned."""
+    if isinstance(preconditioner, KFACPreconditioner):
+        return "kfac"
+    return "jacobi" if isinstance(preconditioner, JacobiPreconditioner) else None
+
+
 def normalise_precondition(precondition) -> str | None:
     """``True`` → "jacobi", ``False``/``None`` → None, a name from :data:`PRECONDITIONERS`
     unchanged; anything else raises ``ValueError``."""
@@ -166,15 +278,20 @@ def normalise_precondition(precondition) -> str | None:
     return precondition
 
 
-def make_preconditioner(precondition, op: HessianOperator, gram: "FeatureGram | None" = None):
+def make_preconditioner(precondition, op: HessianOperator, gram: "FeatureGram | None" = None,
+                        features: torch.Tensor | None = None):
     """The preconditioner named by ``precondition`` (see :func:`normalise_precondition`) for the
-    operator ``op``, or None. "kfac" uses ``gram`` when given, else builds it from ``op``'s X and
-    sample weights (one D × D eigendecomposition)."""
+    operator ``op``, or None. "kfac" uses ``gram`` when given, else the Gram of ``features``
+    (default ``op``'s X) and ``op``'s sample weights from :meth:`FeatureGram.cached` (one D × D
+    eigendecomposition per data set). "auto": K-FAC or none by :func:`choose_preconditioner`."""
     name = normalise_precondition(precondition)
+    if name == "auto":
+        name, op.condition_estimate = choose_preconditioner(op)
     if name == "jacobi":
         return JacobiPreconditioner(op)
     if name == "kfac":
         if gram is None:
-            gram = FeatureGram.from_features(op.model, op.X, sample_weight=op.w)
+            X = op.X if features is None else features
+            gram = FeatureGram.cached(op.model, X, sample_weight=op.w)
         return KFACPreconditioner(op, gram)
     return None

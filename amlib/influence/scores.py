@@ -135,6 +135,14 @@ class InfluenceResult:
         return torch.stack([ranks(self.values[:, j]) for j in range(self.values.shape[1])], 1)
 
 
+def _keeps_float32(theta: torch.Tensor, X, solver_opts: dict) -> bool:
+    """Float32 features, a float64 θ and ``rtol``: the refined solver iterates on these very
+    features and forms its own float64 copy for the residuals, so they are not converted
+    before (one copy of X fewer; the values are still float64, from the solver's float64 pass)."""
+    return (solver_opts.get("rtol") is not None and isinstance(X, torch.Tensor)
+            and X.dtype == torch.float32 and theta.dtype == torch.float64)
+
+
 def values_and_ranks(model: LogisticModel, theta: torch.Tensor, X, y, X_query=None,
                      y_query=None, *, query_grad: torch.Tensor | None = None,
                      solver: InverseHVPSolver | None = None, x0: torch.Tensor | None = None,
@@ -153,7 +161,8 @@ def values_and_ranks(model: LogisticModel, theta: torch.Tensor, X, y, X_query=No
     warm-starts CG. No stationarity check (see :func:`influence_values`). The ranks come from
     ``result.ranks()`` (0 = most valuable).
     """
-    X, y = model.validate(theta, X, y)
+    keep32 = solver is None and _keeps_float32(theta, X, solver_opts)
+    X, y = model.validate(theta.float() if keep32 else theta, X, y)
     theta = theta.detach()
     if query_grad is None:
         if X_query is None or y_query is None:
@@ -161,7 +170,8 @@ def values_and_ranks(model: LogisticModel, theta: torch.Tensor, X, y, X_query=No
                              "query_grad")
         G = query_gradient(model, theta, X_query, y_query)
     else:
-        G = torch.as_tensor(query_grad).detach().to(device=X.device, dtype=X.dtype)
+        G = torch.as_tensor(query_grad).detach().to(device=X.device,
+                                                    dtype=theta.dtype if keep32 else X.dtype)
     if solver is None:
         solver = InverseHVP(model, theta, X, method=method, damping=damping, **solver_opts)
     info = solver.solve(G, x0=x0)
@@ -185,17 +195,23 @@ def influence_values(model: LogisticModel, theta: torch.Tensor, X, y, X_test, y_
     ``method`` ``"exact"``, ``"cg"`` or ``"lissa"`` and ``solver_opts`` go to
     :func:`~amlib.influence.ihvp.InverseHVP`; ``x0`` warm-starts CG. ``rtol=...`` (with CG,
     l2 + damping > 0) asks for a solution within that relative error instead of a fixed ``tol``:
-    the solver picks float32 iterations with float64 residuals and its own tolerances, and
-    ``ihvp_info.extra["error_bound"]`` reports the proven bound
+    the solver picks the precision (float32 iterations refined with float64 residuals for
+    rtol ≥ 1e-5, float64 CG below) and stops on the error bound itself;
+    ``ihvp_info.relative_residual`` is the achieved float64 residual and
+    ``ihvp_info.extra["error_bound"]`` the proven bound
     (:class:`~amlib.influence.refinement.RefinedCGSolver`).
     """
-    X, y = model.validate(theta, X, y)
+    keep32 = _keeps_float32(theta, X, solver_opts)
+    X, y = model.validate(theta.float() if keep32 else theta, X, y)
     X_test, y_test = model.validate(theta, X_test, y_test, name="_test")
     gnorm = float("nan")
     if check_stationary:
-        if is_separated(model, theta.detach(), X, y):
+        # with float32 features kept as they are, the check runs in float32 (θ rounded to
+        # float32 moves ‖∇R‖ by about 1e-7 relative, far below stationary_rtol)
+        th = theta.detach().float() if keep32 else theta.detach()
+        if is_separated(model, th, X, y):
             raise SeparationError(_separation_message(theta.detach()))
-        gnorm, rel = stationarity(model, theta.detach(), X, y)
+        gnorm, rel = stationarity(model, th, X, y)
         if rel > stationary_rtol:
             warnings.warn(
                 f"θ is not a stationary point of the training objective: ‖∇R(θ)‖ = {gnorm:.3g} "

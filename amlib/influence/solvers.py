@@ -34,7 +34,8 @@ import torch
 from .hessian import (HessianOperator, as_batch, dense_hessian, direction_logits,
                       null_space_shift)
 from .models import LogisticModel
-from .preconditioners import FeatureGram, make_preconditioner, normalise_precondition
+from .preconditioners import (FeatureGram, make_preconditioner, normalise_precondition,
+                              preconditioner_name)
 
 __all__ = ["IHVPResult", "SingularHessianError", "InverseHVPSolver", "ExactSolver", "CGSolver",
            "conjugate_gradient"]
@@ -104,12 +105,12 @@ class InverseHVPSolver:
         Vb, single = as_batch(v.detach().to(self.dtype), p)
         x = None if x0 is None else as_batch(x0.detach().to(self.dtype), p)[0]
         start = time.perf_counter()
-        passes0 = self.operator.n_matvecs
+        passes0 = self._passes()
         S, iters, extra = self._solve(Vb, x)
         rel = self.residual(Vb, S)
         self._check(rel, extra)
         result = IHVPResult(S[0] if single else S, rel, iters, time.perf_counter() - start,
-                            self.method, self.operator.n_matvecs - passes0,
+                            self.method, self._passes() - passes0,
                             self.effective_damping, extra)
         self.info = result
         return result
@@ -117,6 +118,10 @@ class InverseHVPSolver:
     def _solve(self, V: torch.Tensor, x0: torch.Tensor | None
                ) -> tuple[torch.Tensor, int, dict]:
         raise NotImplementedError
+
+    def _passes(self) -> float:
+        """Hessian-vector products so far, in full passes over the data (all operators)."""
+        return self.operator.n_matvecs
 
     def _check(self, relative_residual: float, extra: dict) -> None:
         """After the true residual is known: record or act on it (default: nothing)."""
@@ -189,13 +194,15 @@ class ExactSolver(InverseHVPSolver):
 def conjugate_gradient(matvec, B: torch.Tensor, *, x0: torch.Tensor | None = None,
                        tol: float = 1e-10, max_iter: int = 1000,
                        precond: torch.Tensor | None = None,
-                       precond_fn=None) -> tuple[torch.Tensor, dict]:
+                       precond_fn=None, tol_fn=None) -> tuple[torch.Tensor, dict]:
     """Solve A X = B for a symmetric positive (semi-)definite A given by ``matvec``.
 
     ``B`` is (m, p): m systems run together (one batched product per iteration) and each stops
     updating once its recursive relative residual is ≤ ``tol``. ``precond`` is the diagonal of a
     Jacobi preconditioner; ``precond_fn`` any symmetric positive definite M⁻¹ applied to (m, p).
-    Returns (X, info) with ``iterations`` and the recursive residuals.
+    ``tol_fn``: instead of a fixed ``tol``, a callable of the current iterates X (m, p) giving each
+    system's tolerance (m,) — how :class:`~amlib.influence.refinement.RefinedCGSolver` stops as
+    soon as its error bound, which grows with ‖x‖, is met. Returns (X, info) with ``iterations`` and the recursive residuals.
     """
     bnorm = B.norm(dim=1)
     safe_b = torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))
@@ -211,7 +218,7 @@ def conjugate_gradient(matvec, B: torch.Tensor, *, x0: torch.Tensor | None = Non
     res = R.norm(dim=1) / safe_b
     tiny = torch.finfo(B.dtype).tiny
     while it < max_iter:
-        active = res > tol
+        active = res > (tol if tol_fn is None else tol_fn(X))
         if not bool(active.any()):
             break
         it += 1
@@ -237,9 +244,13 @@ class CGSolver(InverseHVPSolver):
     ``tol`` on the recursive relative residual (default 1e-10 in float64, 1e-6 in float32),
     ``max_iter`` (default 1000); ``precondition``: ``False``/``None`` none, ``True``/"jacobi"
     diag(H + δI), "kfac" the Kronecker factorisation A ⊗ G + δI (the big win for softmax models
-    on ill-conditioned features); ``gram`` a prebuilt
-    :class:`~amlib.influence.preconditioners.FeatureGram` for "kfac" (else built here from X and
-    ``sample_weight``). ``extra["converged"]`` says whether the *true* residual is within
+    on ill-conditioned features), "auto" K-FAC only where the condition number is estimated
+    above the measured crossover (:func:`~amlib.influence.preconditioners.choose_preconditioner`;
+    ``extra`` then reports ``condition_estimate``); ``gram`` a prebuilt
+    :class:`~amlib.influence.preconditioners.FeatureGram` for "kfac" (else the one cached for X
+    and ``sample_weight``, :meth:`~amlib.influence.preconditioners.FeatureGram.cached`).
+    ``extra["precondition"]`` names the preconditioner actually used. ``extra["converged"]``
+    says whether the *true* residual is within
     10·tol (or 1e-12).
     """
 
@@ -259,7 +270,10 @@ class CGSolver(InverseHVPSolver):
     def _solve(self, V, x0):
         S, info = conjugate_gradient(self.operator.matvec, V, x0=x0, tol=self.tol,
                                      max_iter=self.max_iter, precond_fn=self.preconditioner)
-        return S, info["iterations"], {"precondition": self.precondition}
+        extra = {"precondition": preconditioner_name(self.preconditioner)}
+        if self.precondition == "auto":
+            extra["condition_estimate"] = self.operator.condition_estimate
+        return S, info["iterations"], extra
 
     def _check(self, relative_residual, extra):
         extra["converged"] = relative_residual <= max(10 * self.tol, 1e-12)
