@@ -114,3 +114,46 @@ def test_float64_rounds_take_over_where_float32_stalls():
     assert extra["precision"] == "float64" and extra["converged"]
     assert relative_error(result.s_test, exact.s_test) <= 1e-6
     assert relative_error(result.values, exact.values) <= 1e-6
+
+
+def test_float64_rows_match_a_float64_copy():
+    """Float64Rows' products equal those of X.double() (block sums reorder the float64 sums)."""
+    from amlib.influence.hessian import Float64Rows
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(1000, 7, generator=gen).float()
+    rows, X64 = Float64Rows(X, chunk=96), X.double()
+    M, A, a = (torch.randn(7, 3, generator=gen, dtype=torch.float64),
+               torch.randn(5, 1000, generator=gen, dtype=torch.float64),
+               torch.randn(1000, generator=gen, dtype=torch.float64))
+    assert rows.dtype == torch.float64 and rows.shape == X.shape and len(rows) == 1000
+    torch.testing.assert_close(rows @ M, X64 @ M, rtol=1e-14, atol=1e-13)
+    torch.testing.assert_close(rows @ M[:, 0], X64 @ M[:, 0], rtol=1e-14, atol=1e-13)
+    torch.testing.assert_close(A @ rows, A @ X64, rtol=1e-13, atol=1e-12)
+    torch.testing.assert_close(rows.T @ a, X64.T @ a, rtol=1e-13, atol=1e-12)
+    torch.testing.assert_close(rows[10:20], X64[10:20], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="chunk"):
+        Float64Rows(X, chunk=0)
+
+
+def test_refined_solver_holds_no_float64_copy_of_float32_features():
+    """The refined solver on float32 features gives the float64 operator's answer (same
+    precision of the residual) without a float64 copy of X."""
+    from amlib.influence.hessian import Float64Rows
+    from amlib.influence.refinement import RefinedCGSolver
+    gen = torch.Generator().manual_seed(1)
+    n, d, K = 600, 12, 4
+    X = torch.randn(n, d, generator=gen).float()
+    y = torch.randint(0, K, (n,), generator=gen)
+    fit = fit_logistic(X.double(), y, l2=1e-2)
+    v = torch.randn(fit.model.n_params, generator=gen, dtype=torch.float64)
+    exact = torch.linalg.solve(dense_hessian(fit.model, fit.theta, X.double())
+                               + 1e-2 * torch.eye(fit.model.n_params, dtype=torch.float64), v)
+    solver = RefinedCGSolver(fit.model, fit.theta, X, rtol=1e-4)   # float32 iterations
+    assert solver.precision == "float32"
+    assert isinstance(solver.operator.X, Float64Rows) and solver.features is X
+    assert float((solver.solve(v).solution - exact).norm() / exact.norm()) <= 1e-4
+    # float64 CG runs every product in float64: it converts the features once instead
+    solver = RefinedCGSolver(fit.model, fit.theta, X, rtol=1e-9)
+    assert solver.precision == "float64" and solver.operator.X.dtype == torch.float64
+    assert isinstance(solver.operator.X, torch.Tensor)
+    assert float((solver.solve(v).solution - exact).norm() / exact.norm()) <= 1e-9

@@ -167,7 +167,8 @@ def condition_estimate(op: HessianOperator, iters: int = 20, seed: int = 0) -> f
     c = c.to(X.dtype)
     d = model.n_features
     g = torch.Generator().manual_seed(seed)
-    v = torch.randn(model.row_size, generator=g, dtype=torch.float64).to(X)
+    v = torch.randn(model.row_size, generator=g, dtype=torch.float64).to(dtype=X.dtype,
+                                                                        device=X.device)
     lam = 0.0
     for _ in range(iters):
         v = v / v.norm()

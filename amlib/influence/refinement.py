@@ -7,7 +7,8 @@ error of every solution is at most ``rtol``, and proves it from the residual:
 
 so with E = ‖r‖/shift the relative error satisfies ‖s − s*‖/‖s*‖ ≤ E / (‖s‖ − E) — the
 ``error_bound`` reported with every solve (``IHVPResult.extra``). The residual r = v − (H +
-shift·I)s is always evaluated in float64 (on a float64 copy of features stored in float32).
+shift·I)s is always evaluated in float64; features stored in float32 are converted a block of
+rows at a time (:class:`~amlib.influence.hessian.Float64Rows`), never copied whole.
 CG stops as soon as its own residual meets that bound for its current iterate (no fixed
 tolerance to guess), and the true float64 residual then confirms it.
 
@@ -33,7 +34,7 @@ import math
 
 import torch
 
-from .hessian import HessianOperator
+from .hessian import Float64Rows, HessianOperator
 from .models import LogisticModel
 from .preconditioners import (FeatureGram, make_preconditioner, normalise_precondition,
                               preconditioner_name)
@@ -84,14 +85,18 @@ class RefinedCGSolver(InverseHVPSolver):
                              "λ_min ≥ l2 + damping; give the model an L2 penalty or pass "
                              "damping > 0 (or use a fixed tol without rtol)")
         precondition = normalise_precondition(precondition)
-        X64 = X if X.dtype == torch.float64 else X.double()
+        if precision == "auto":
+            precision = "float32" if float(rtol) >= FLOAT32_MIN_RTOL else "float64"
+        # float32 iterations need float64 products only for the residuals: those convert the
+        # float32 features a block of rows at a time (no float64 copy of X); float64 CG, which
+        # runs every product in float64, converts them once
+        X64 = (X if X.dtype == torch.float64
+               else Float64Rows(X) if precision == "float32" else X.double())
         super().__init__(model, theta.detach().double(), X64, damping=damping,
                          sample_weight=None if sample_weight is None else sample_weight.double())
         self.rtol, self.max_rounds = float(rtol), int(max_rounds)
         self.max_iter = 1000 if max_iter is None else int(max_iter)
         self.precondition, self.gram = precondition, gram
-        if precision == "auto":
-            precision = "float32" if self.rtol >= FLOAT32_MIN_RTOL else "float64"
         self.precision = precision
         self.features = X   # as the caller stores them: the values are computed on this tensor
         self.inner, self.inner_preconditioner = None, None

@@ -137,8 +137,9 @@ class InfluenceResult:
 
 def _keeps_float32(theta: torch.Tensor, X, solver_opts: dict) -> bool:
     """Float32 features, a float64 θ and ``rtol``: the refined solver iterates on these very
-    features and forms its own float64 copy for the residuals, so they are not converted
-    before (one copy of X fewer; the values are still float64, from the solver's float64 pass)."""
+    features and evaluates its float64 residuals a block of rows at a time, so they are not
+    converted (no float64 copy of X; the values are still float64, from the solver's float64
+    pass)."""
     return (solver_opts.get("rtol") is not None and isinstance(X, torch.Tensor)
             and X.dtype == torch.float32 and theta.dtype == torch.float64)
 
