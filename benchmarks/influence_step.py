@@ -5,6 +5,7 @@ Usage::
     python benchmarks/influence_step.py [--shapes caltech101 pet cifar10] [--steps 5]
         [--threads 2] [--tol 1e-2] [--variants library plain] [--solver-opts JSON]
         [--skip-lissa] [--skip-naive] [--naive-guard-gb 16] [--workdir DIR]
+        [--d 2048] [--original-d 1280] [--original-steps 1] [--skip-decomposition] [--quick]
         [--out results/influence-benchmark.json]
 
 What one attack step is (the backward-friendly attack of the influence paper, Alg. 1 and
@@ -53,7 +54,16 @@ reaches rank 0 within a step or two, after which the solves get easier still, so
 median is optimistic.
 
 The original code's numbers (per step, same 2-core CPU, ``ORIGINAL`` below) come from the
-project's issue 5; they are inputs for the comparison, not measured here. Prints a table; ``--out``
+project's issue 5; they are inputs for the comparison, not measured here. They were measured on
+1280-d features, so the original's models have 1281·C parameters (129,381 at Caltech-101), ours
+at the paper's 2048-d shapes 2049·C (206,949); every row carries both counts.
+
+Decomposition (issue 13; ``influence_decomposition.py``, at the original's shape ``--original-d``):
+(a) the original algorithm — 3 LiSSA solves and 2 rankings per step — run in our code, against
+the original code's time (implementation); (b) our K-FAC CG step at the loosest tolerance whose
+attack-gradient error matches LiSSA's on its own fixed point, against (a) (algorithm, at equal
+accuracy); (c) the memory of both as peak resident set above the floor of the same process, and
+in all. ``--quick`` runs everything on one tiny shape (a smoke test; no original numbers). Prints a table; ``--out``
 writes JSON with a provenance block. Run it on an otherwise idle machine: the timings are
 wall-clock.
 """
