@@ -39,7 +39,7 @@ LISSA = {"lissa_scale": 25.0, "lissa_damping": 0.01, "lissa_samples": 1_000_000,
 #: solves and rankings per step of the original code (issue 13)
 ORIGINAL_STEP = {"solves": 3, "rankings": 2}
 #: CG tolerances (relative residual) tried for the equal-accuracy match, loosest first
-LADDER = (0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3)
+LADDER = (0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4)
 #: relative residual of the reference solves (K-FAC CG in float64)
 REF_RTOL = 1e-8
 
