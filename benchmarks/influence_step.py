@@ -63,9 +63,10 @@ Decomposition (issue 13; ``influence_decomposition.py``, at the original's shape
 the original code's time (implementation); (b) our K-FAC CG step at the loosest tolerance whose
 attack-gradient error matches LiSSA's on its own fixed point, against (a) (algorithm, at equal
 accuracy); (c) the memory of both as peak resident set above the floor of the same process, and
-in all. ``--quick`` runs everything on one tiny shape (a smoke test; no original numbers). Prints a table; ``--out``
-writes JSON with a provenance block. Run it on an otherwise idle machine: the timings are
-wall-clock.
+in all. ``--quick`` runs everything on one tiny shape (a smoke test; no original numbers).
+
+Prints a table; ``--out`` writes JSON with a provenance block. Run it on an otherwise idle
+machine: the timings are wall-clock.
 """
 from __future__ import annotations
 
