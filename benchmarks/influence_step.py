@@ -5,6 +5,7 @@ Usage::
     python benchmarks/influence_step.py [--shapes caltech101 pet cifar10] [--steps 5]
         [--threads 2] [--tol 1e-2] [--variants library plain] [--solver-opts JSON]
         [--skip-lissa] [--skip-naive] [--naive-guard-gb 16] [--workdir DIR]
+        [--d 2048] [--original-d 1280] [--original-steps 1] [--skip-decomposition] [--quick]
         [--out results/influence-benchmark.json]
 
 What one attack step is (the backward-friendly attack of the influence paper, Alg. 1 and
@@ -53,9 +54,19 @@ reaches rank 0 within a step or two, after which the solves get easier still, so
 median is optimistic.
 
 The original code's numbers (per step, same 2-core CPU, ``ORIGINAL`` below) come from the
-project's issue 5; they are inputs for the comparison, not measured here. Prints a table; ``--out``
-writes JSON with a provenance block. Run it on an otherwise idle machine: the timings are
-wall-clock.
+project's issue 5; they are inputs for the comparison, not measured here. They were measured on
+1280-d features, so the original's models have 1281·C parameters (129,381 at Caltech-101), ours
+at the paper's 2048-d shapes 2049·C (206,949); every row carries both counts.
+
+Decomposition (issue 13; ``influence_decomposition.py``, at the original's shape ``--original-d``):
+(a) the original algorithm — 3 LiSSA solves and 2 rankings per step — run in our code, against
+the original code's time (implementation); (b) our K-FAC CG step at the loosest tolerance whose
+attack-gradient error matches LiSSA's on its own fixed point, against (a) (algorithm, at equal
+accuracy); (c) the memory of both as peak resident set above the floor of the same process, and
+in all. ``--quick`` runs everything on one tiny shape (a smoke test; no original numbers).
+
+Prints a table; ``--out`` writes JSON with a provenance block. Run it on an otherwise idle
+machine: the timings are wall-clock.
 """
 from __future__ import annotations
 
@@ -71,6 +82,15 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from influence_decomposition import (LADDER, LISSA, ORIGINAL_STEP, REF_RTOL,  # noqa: E402
+                                     above_floor,
+                                     floor_mark, role_accuracy, role_original,
+                                     summarise_decomposition, vm_hwm_bytes)
+from influence_report import MEMORY_TARGET, SPEED_TARGET, print_table, summarise  # noqa: E402
+
+_vm_hwm_bytes = vm_hwm_bytes
+
 D_FEATURES = 2048
 # training points n, attack ("test") points m, classes C (influence paper, App. A.1.2); ``signal``
 # sets the class separation of the synthetic features so that the honest model's test accuracy is
@@ -83,12 +103,20 @@ SHAPES = {
 # The authors' code (LiSSA, 1e6 samples = 977 HVP batches per solve, 3 solves and 2 rankings per
 # step; its memory peak is a list of one full gradient per training point), timed per attack step
 # on this 2-core CPU — issue 5 of this project. Ranges are over the steps that were timed.
+# They were measured on this project's 1280-d EfficientNet-Lite0 features, so their models have
+# 1280·C + C parameters (129,381 at Caltech-101), not the 2048-d shapes' 2048·C + C (206,949).
+ORIGINAL_D = 1280
 ORIGINAL = {
     "caltech101": {"seconds_min": 91.0, "seconds_max": 99.0, "peak_gb": 5.84},
     "pet": {"seconds_min": 59.0, "seconds_max": 59.0, "peak_gb": 1.51},
     "cifar10": {"seconds_min": 71.0, "seconds_max": 114.0, "peak_gb": 4.78},
 }
-SPEED_TARGET, MEMORY_TARGET = 20.0, 10.0
+for _name, _orig in ORIGINAL.items():
+    _orig.update(d=ORIGINAL_D, n_params=(ORIGINAL_D + 1) * SHAPES[_name]["classes"])
+# --quick: one tiny shape to smoke-test the machinery (no original numbers to compare with)
+QUICK_SHAPES = {"tiny": {"n": 2000, "m": 100, "classes": 5, "signal": 0.5}}
+QUICK = {"d": 64, "original_d": 48, "steps": 2, "train_epochs": 5, "naive_probe": [2, 4],
+         "original_steps": 1}
 DAMPING = 0.01           # the original code's damping, in the Hessian
 EPS, K_TOP, LR = 0.1, 1, 0.01
 GB = 1e9
@@ -113,6 +141,7 @@ def synthetic_features(n: int, m: int, classes: int, *, seed: int, d: int = D_FE
     Q, _ = np.linalg.qr(gen.standard_normal((d, d)))
     B = (scales[:, None] * Q).astype(np.float32)
     means = np.zeros((classes, d), dtype=np.float32)
+    signal_dims = min(signal_dims, d)
     means[:, :signal_dims] = signal * gen.standard_normal((classes, signal_dims))
 
     def draw(rows):
@@ -135,35 +164,17 @@ def synthetic_features(n: int, m: int, classes: int, *, seed: int, d: int = D_FE
     return X, y, Xt, yt
 
 
-def problem_path(workdir: Path, shape: str, seed: int, epochs: int) -> Path:
-    return workdir / f"{shape}-seed{seed}-sgd{epochs}"
+def problem_path(workdir: Path, shape: str, seed: int, epochs: int, d: int) -> Path:
+    return workdir / f"{shape}-d{d}-seed{seed}-sgd{epochs}"
+
+
+def shape_spec(name: str) -> dict:
+    return SHAPES[name] if name in SHAPES else QUICK_SHAPES[name]
 
 
 # ----------------------------------------------------------------------------------------------
 # child processes (one per measurement; --role selects which)
 # ----------------------------------------------------------------------------------------------
-def _vm_hwm_bytes() -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return -1
-
-
-def _reset_peak() -> int:
-    """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5) and return that RSS in bytes."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-    except OSError:
-        return -1
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return -1
-
-
 def _load(folder: Path):
     import torch
 
@@ -183,11 +194,11 @@ def role_prepare(args) -> dict:
     from amlib.influence import fit_logistic_sgd, stationarity
 
     torch.set_num_threads(args.threads)
-    shape = SHAPES[args.shape]
+    shape = shape_spec(args.shape)
     folder = Path(args.problem)
     start = time.perf_counter()
     X, y, Xt, yt = synthetic_features(shape["n"], shape["m"], shape["classes"], seed=args.seed,
-                                      signal=shape["signal"])
+                                      signal=shape["signal"], d=args.d)
     gen_s = time.perf_counter() - start
     Xtr, ytr = torch.from_numpy(X), torch.from_numpy(y)
     fit = fit_logistic_sgd(Xtr, ytr, n_classes=shape["classes"], lr=1e-3, epochs=args.train_epochs,
@@ -195,7 +206,7 @@ def role_prepare(args) -> dict:
     model, theta = fit.model, fit.theta
     with torch.no_grad():
         probs = model.probs(theta, Xtr)
-    meta = {"shape": args.shape, **shape, "d": D_FEATURES, "n_params": model.n_params,
+    meta = {"shape": args.shape, **shape, "d": args.d, "n_params": model.n_params,
             "seed": args.seed, "train_epochs": args.train_epochs,
             "train_accuracy": model.accuracy(theta, Xtr, ytr),
             "test_accuracy": model.accuracy(theta, torch.from_numpy(Xt), torch.from_numpy(yt)),
@@ -221,13 +232,17 @@ def role_floor(args) -> dict:
 
 
 def _setup(args):
+    """Model and data of the problem, after the floor's imports (every measuring role calls it
+    before its ``floor_mark``, so the in-process floors are alike: Python, torch, amlib.influence
+    with the attack module and Lightning, the data)."""
     import torch
 
+    import amlib.influence.attacks  # noqa: F401  (as role_floor: the floor includes Lightning)
     from amlib.influence import LogisticModel
 
     torch.set_num_threads(args.threads)
     X, y, Xt, yt, theta, meta = _load(Path(args.problem))
-    model = LogisticModel(D_FEATURES, meta["classes"], bias=True)
+    model = LogisticModel(meta["d"], meta["classes"], bias=True)
     return model, X, y, Xt, yt, theta, meta
 
 
@@ -245,6 +260,7 @@ def role_ours(args) -> dict:
     from amlib.influence.memory import SavedTensorBytes
 
     model, X, y, Xt, yt, theta_star, meta = _setup(args)
+    mark = floor_mark()   # (c): imports and data done; the peak is measured from here
     solver_opts = {"tol": args.tol, **json.loads(args.solver_opts)}
     solver_opts.setdefault("precondition", "kfac" if args.variant == "library" else False)
     reported_opts = dict(solver_opts)
@@ -257,6 +273,8 @@ def role_ours(args) -> dict:
                               **solver_opts)
     rank0 = honest.ranks()
     target = int((rank0 == len(rank0) // 2).nonzero()[0, 0])   # the median-ranked point
+    if args.target is not None:   # given: the decomposition's reference target
+        target = int(args.target)
     attack = TargetedInfluenceAttack(model, theta_star, X, y, Xt, yt, target, k=K_TOP, eps=EPS,
                                      lr=LR, steps=args.steps, lr_drop_step=None,
                                      method="cg", damping=DAMPING, solver_opts=solver_opts,
@@ -279,7 +297,8 @@ def role_ours(args) -> dict:
                       "residual_b": record["gradient_residual"]})
     return {"setup_seconds": setup_s, "gram_seconds": gram_s, "variant": args.variant,
             "target": target, "steps": steps,
-            "honest_cg_iters": int(honest.ihvp_info.iterations), "solver_opts": reported_opts}
+            "honest_cg_iters": int(honest.ihvp_info.iterations), "solver_opts": reported_opts,
+            **above_floor(mark)}
 
 
 def role_lissa(args) -> dict:
@@ -290,8 +309,7 @@ def role_lissa(args) -> dict:
 
     model, X, y, Xt, yt, theta, meta = _setup(args)
     v = query_gradient(model, theta, Xt, yt)
-    lissa = InverseHVP(model, theta, X, method="lissa", damping=0.0, lissa_scale=25.0,
-                       lissa_damping=0.01, lissa_samples=1_000_000, lissa_batch=1024, seed=0)
+    lissa = InverseHVP(model, theta, X, method="lissa", damping=0.0, seed=0, **LISSA)
     res = lissa.solve(v)
     x_lissa = res.solution
     op = HessianOperator(model, theta, X, damping=DAMPING)
@@ -337,7 +355,7 @@ def role_naive(args) -> dict:
     c = attack_coefficients(inf.values, args.target, K_TOP, "higher_ranked")
     th = theta.clone().requires_grad_(True)
     setup_peak = _vm_hwm_bytes()   # the ranking above; the peak is then reset to measure the naive part
-    rss_before = _reset_peak()
+    rss_before = floor_mark()["floor_rss_bytes"]
     start = time.perf_counter()
     with SavedTensorBytes(X, Xt) as saved:
         value = naive_objective(model, th, X, y, Xt, yt, c, cg_iters=args.cg_iters,
@@ -352,7 +370,9 @@ def role_naive(args) -> dict:
 
 
 ROLES = {"prepare": role_prepare, "floor": role_floor, "ours": role_ours, "lissa": role_lissa,
-         "naive": role_naive}
+         "naive": role_naive,
+         "original": lambda args: role_original(args, _setup, k=K_TOP, eps=EPS, lr=LR),
+         "accuracy": lambda args: role_accuracy(args, _setup, k=K_TOP, damping=DAMPING)}
 
 
 def child_main(args) -> None:
@@ -398,16 +418,58 @@ def mem_available_bytes() -> int:
     return 0
 
 
+def ensure_problem(name: str, args, d: int) -> Path:
+    """The cached problem of shape ``name`` with ``d``-dimensional features (made if missing)."""
+    problem = problem_path(Path(args.workdir), name, args.seed, args.train_epochs, d)
+    meta_path = problem / "meta.json"
+    spec = shape_spec(name)
+    if meta_path.exists() and any(json.loads(meta_path.read_text()).get(key) != spec[key]
+                                  for key in ("n", "m", "classes", "signal")):
+        meta_path.unlink()   # cached under another definition of the shape: make it again
+    if not meta_path.exists():
+        print(f"[{name}] d={d}: generating features and training the honest model ...", flush=True)
+        run_child("prepare", args, problem, shape=name, d=d)
+    return problem
+
+
+def measure_decomposition(name: str, args) -> dict:
+    """(a) the original algorithm in our code, (b) ours at the equal-accuracy tolerance, (c) their
+    memory above the in-process floor — at the original code's shape (``--original-d``)."""
+    problem = ensure_problem(name, args, args.original_d)
+    meta = json.loads((problem / "meta.json").read_text())
+    dec = {"d": meta["d"], "n_params": meta["n_params"],
+           "honest_test_accuracy": meta["test_accuracy"]}
+    acc = dec["accuracy"] = run_child("accuracy", args, problem)
+    print(f"[{name}] p={meta['n_params']:,}: attack-gradient error LiSSA "
+          f"{acc['lissa']['gradient_error_own_system']:.3g} (own system H+0.25I) / "
+          f"{acc['lissa']['gradient_error_0.01']:.3g} (H+0.01I); K-FAC CG "
+          f"{[(p['tol'], round(p['gradient_error'], 4)) for p in acc['ladder']]}; matched tol "
+          f"{acc['matched_tol']}", flush=True)
+    orig = dec["original_algorithm"] = run_child("original", args, problem, target=acc["target"],
+                                                 original_steps=args.original_steps)
+    print(f"[{name}] original algorithm in our code (3 LiSSA solves, 2 rankings): "
+          f"{[round(s['seconds'], 2) for s in orig['steps']]} s, "
+          f"+{orig['peak_above_floor_bytes'] / GB:.2f} GB above its floor "
+          f"{orig['floor_rss_bytes'] / GB:.2f} GB", flush=True)
+    if acc["matched_tol"] is not None:
+        m = dec["ours_matched"] = run_child("ours", args, problem, variant="library",
+                                            tol=acc["matched_tol"], steps=1,
+                                            target=acc["target"])
+        print(f"[{name}] ours at tol {acc['matched_tol']:g}: {m['steps'][0]['seconds']:.2f} s, "
+              f"+{m['peak_above_floor_bytes'] / GB:.2f} GB above its floor", flush=True)
+    else:
+        dec["ours_matched"] = None
+        print(f"[{name}] no tolerance of {LADDER} matches LiSSA's accuracy", flush=True)
+    return dec
+
+
 def measure_shape(name: str, args) -> dict:
-    problem = problem_path(Path(args.workdir), name, args.seed, args.train_epochs)
-    if not (problem / "meta.json").exists():
-        print(f"[{name}] generating features and training the honest model ...", flush=True)
-        run_child("prepare", args, problem, shape=name)
+    problem = ensure_problem(name, args, args.d)
     meta = json.loads((problem / "meta.json").read_text())
     row = {"shape": name, **{k: meta[k] for k in ("n", "m", "classes", "d", "n_params",
                                                   "train_accuracy", "test_accuracy",
                                                   "mean_max_probability", "train_epochs")},
-           "original": ORIGINAL[name]}
+           "original": ORIGINAL.get(name)}
     print(f"[{name}] n={meta['n']} m={meta['m']} C={meta['classes']} p={meta['n_params']:,} "
           f"honest acc train {meta['train_accuracy']:.3f} test {meta['test_accuracy']:.3f}",
           flush=True)
@@ -431,6 +493,8 @@ def measure_shape(name: str, args) -> dict:
               f"{row['lissa']['cg_residual_damping_0.01']:.3g}", flush=True)
     if not args.skip_naive:
         row["naive"] = measure_naive(name, args, problem, row)
+    if not args.skip_decomposition:
+        row["decomposition"] = measure_decomposition(name, args)
     return row
 
 
@@ -481,65 +545,24 @@ def measure_naive(name, args, problem, row) -> dict:
     return out
 
 
-def summarise(row: dict, key: str = "ours") -> dict:
-    """Speed-up and memory ratios against the original code, and whether the targets hold."""
-    orig, ours = row["original"], row[key]
-    cold, warm = ours["cold_step_seconds"], ours["warm_step_seconds"]
-    peak = ours["peak_rss_bytes"] / GB
-    floor = row["floor"]["peak_rss_bytes"] / GB
-    s = {"step_seconds_cold": cold, "step_seconds_warm": warm,
-         "speedup_cold": orig["seconds_min"] / cold,
-         "speedup_warm": orig["seconds_min"] / (warm or cold),
-         "peak_gb": peak, "floor_gb": floor, "attack_gb_above_floor": peak - floor,
-         "memory_ratio": orig["peak_gb"] / peak,
-         "memory_target_gb": orig["peak_gb"] / MEMORY_TARGET,
-         "floor_exceeds_memory_target": floor > orig["peak_gb"] / MEMORY_TARGET}
-    s["speed_target_met"] = s["speedup_cold"] >= SPEED_TARGET
-    s["memory_target_met"] = s["memory_ratio"] >= MEMORY_TARGET
-    worst = max(max(st["residual_a"], st["residual_b"]) for st in ours["steps"])
-    s["worst_residual"] = worst
-    if "lissa" in row:
-        # the stricter of the two comparisons: LiSSA against its own fixed point H + 0.25 I
-        s["accuracy_target_met"] = worst <= row["lissa"]["lissa_residual_own_damping_0.25"]
-    return s
-
-
-def print_table(rows: list[dict]) -> None:
-    head = (f"{'shape':11s} {'p':>8s} | {'orig s':>9s} {'ours cold':>9s} {'warm':>6s} "
-            f"{'x':>6s} | {'orig GB':>7s} {'ours GB':>7s} {'floor':>6s} {'x':>5s} | "
-            f"{'res ours':>8s} {'LiSSA .25':>9s} {'LiSSA .01':>9s} | naive")
-    print(head)
-    print("-" * len(head))
-    for row in rows:
-        for key in [k for k in row if k.startswith("summary")]:
-            s = row[key]
-            label = row["shape"] + ("" if key == "summary" else "*")
-            o = row["original"]
-            res_l = row["lissa"]["lissa_residual_own_damping_0.25"] if "lissa" in row else float("nan")
-            res_l1 = row["lissa"]["lissa_residual_damping_0.01"] if "lissa" in row else float("nan")
-            naive = row.get("naive")
-            if naive is None:
-                naive_s = "not run"
-            elif "full" in naive:
-                naive_s = (f"{naive['full']['seconds']:.1f} s, "
-                           f"{naive['full']['total_peak_bytes'] / GB:.2f} GB ({naive['full_iters']} it)")
-            else:
-                naive_s = (f"skipped (~{naive['predicted_peak_bytes'] / GB:.0f} GB, "
-                           f"{naive['full_iters']} it)")
-            warm = s["step_seconds_warm"]
-            print(f"{label:11s} {row['n_params']:8,d} | "
-                  f"{o['seconds_min']:4.0f}-{o['seconds_max']:<4.0f} {s['step_seconds_cold']:9.2f} "
-                  f"{(warm if warm is not None else float('nan')):6.2f} {s['speedup_cold']:6.1f} | "
-                  f"{o['peak_gb']:7.2f} {s['peak_gb']:7.2f} {s['floor_gb']:6.2f} "
-                  f"{s['memory_ratio']:5.1f} | {s['worst_residual']:8.1e} {res_l:9.2e} {res_l1:9.2e} | "
-                  f"{naive_s}")
-    print("* = --variants plain (the library with unpreconditioned CG); unmarked rows: the "
-          "library's default, K-FAC-preconditioned CG")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--shapes", nargs="+", default=None, choices=list(SHAPES),
+                        help="default: all three paper shapes (with --quick: the tiny one)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: one tiny shape (n=2000, 5 classes), 64-d features "
+                             "(48-d for the decomposition), 2 steps, 5 training epochs; no "
+                             "original numbers to compare with")
+    parser.add_argument("--d", type=int, default=D_FEATURES,
+                        help="feature dimension of the main measurements (paper: 2048)")
+    parser.add_argument("--original-d", type=int, default=ORIGINAL_D,
+                        help="feature dimension of the decomposition (a)-(c): the original "
+                             "code's measured shape (1280)")
+    parser.add_argument("--original-steps", type=int, default=1,
+                        help="steps of the original algorithm timed in our code (each 3 LiSSA "
+                             "solves)")
+    parser.add_argument("--skip-decomposition", action="store_true",
+                        help="skip (a) original algorithm in our code, (b) equal accuracy")
     parser.add_argument("--steps", type=int, default=5, help="attack steps timed per shape")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (2 = this CPU)")
     parser.add_argument("--tol", type=float, default=1e-2,
@@ -572,11 +595,16 @@ def main(argv=None):
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
     parser.add_argument("--cg-iters", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--target", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--target", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="library", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role:
         return child_main(args)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+        args.shapes = args.shapes or list(QUICK_SHAPES)
+    args.shapes = args.shapes or list(SHAPES)
     if args.steps < 1 or args.tol <= 0:
         parser.error("--steps must be >= 1 and --tol > 0")
     import torch
@@ -590,14 +618,21 @@ def main(argv=None):
         for variant in args.variants:
             key = "" if variant == "library" else f"_{variant}"
             row["summary" + key] = summarise(row, "ours" + key)
+        if "decomposition" in row:
+            row["summary_decomposition"] = summarise_decomposition(
+                row["decomposition"], row["original"], args.tol)
         rows.append(row)
     print()
     print_table(rows)
     config = {k: getattr(args, k) for k in ("shapes", "variants", "steps", "threads", "tol", "seed",
                                             "train_epochs", "skip_lissa", "skip_naive",
-                                            "naive_guard_gb", "naive_probe")}
+                                            "naive_guard_gb", "naive_probe", "quick", "d",
+                                            "original_d", "original_steps",
+                                            "skip_decomposition")}
     config.update(damping=DAMPING, eps=EPS, k=K_TOP, lr=LR, objective="higher_ranked",
-                  d=D_FEATURES, speed_target=SPEED_TARGET, memory_target=MEMORY_TARGET)
+                  speed_target=SPEED_TARGET, memory_target=MEMORY_TARGET, lissa=LISSA,
+                  original_step=ORIGINAL_STEP, accuracy_ladder=list(LADDER),
+                  reference_rtol=REF_RTOL)
     report = {"provenance": provenance("influence-benchmark", "benchmark", args.seed, config,
                                        wall_seconds=time.perf_counter() - start,
                                        cpu=_cpu_name(), cpu_count=os.cpu_count(),
