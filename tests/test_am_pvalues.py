@@ -55,8 +55,11 @@ def test_diagnostics_run_only_in_the_paper_profile():
     assert diagnostic_grid(PROFILES["quick"]) == []
     extra = diagnostic_grid(PROFILES["paper"])
     assert [(t["dataset"], t["attack"], t["seed"], t["epochs"]) for t in extra] == [
-        ("ca-housing", "cca", 1, 600), ("ca-housing", "cca", 2, 600), ("ca-housing", "cca", 0, 1200)]
-    assert all(t["modelers"] == ["cca"] and t["masks"] == 20 for t in extra)
+        ("ca-housing", "cca", 1, 600), ("ca-housing", "cca", 2, 600), ("ca-housing", "cca", 0, 1200),
+        ("ca-housing", "cca", 0, 2400), ("ca-housing", "cca", 0, 600),
+        ("ca-housing", "regression", 0, 4000)]
+    assert all("cca" in t["modelers"] and t["masks"] == 20 for t in extra)
+    assert [t.get("initial_missing_rate") for t in extra] == [None] * 4 + [0.05, None]
 
 
 def test_compare_cells_counts_agreement_with_the_paper():

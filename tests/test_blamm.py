@@ -98,6 +98,7 @@ def test_mnar_baseline_hits_the_rate_and_depends_on_the_hidden_values(ate_attack
     ({"lam_upper": -1.0}, ValueError, ">= 0"),
     ({"proxy": "knn"}, ValueError, "unknown proxy"),
     ({"mechanism": "forest"}, ValueError, "unknown mechanism"),
+    ({"mechanism": "per-sample", "initial_missing_rate": 0.05}, ValueError, "neural"),
 ])
 def test_bad_inputs(kwargs, error, match):
     args = {"masked": ["x"], **kwargs}
@@ -119,3 +120,10 @@ def test_nan_in_attacker_data_is_an_error():
     frame.loc[3, "y"] = np.nan
     with pytest.raises(ValueError, match="must be complete"):
         BLAMM(frame, "label", ["x"], "bernoulli")
+
+
+def test_initial_missing_rate_sets_the_starting_point():
+    frame = toy_frame(200)
+    epoch0 = [BLAMM(frame, "label", ["x"], "bernoulli", "cca", epochs=1, seed=0,
+                    initial_missing_rate=q).fit().history[0]["missing_rate"] for q in (None, 0.05)]
+    assert 0.3 < epoch0[0] < 0.7 and 0.035 < epoch0[1] < 0.065

@@ -74,3 +74,17 @@ def test_proxy_bad_inputs():
         build_design("knn", X, [0], probs)
     with pytest.raises(ValueError, match="probs"):
         build_design("cca", X, [0], probs[:, :1])
+
+
+def test_cca_proxy_ignores_the_overall_observation_rate():
+    """Eq. 5.1 weights rows by p(1|x_i)/P̄(1): scaling every row's observation probability by the
+    same factor leaves the CCA fit, hence the KL objective g, unchanged, so only the penalty
+    λ·Ω sets how much the CCA attack hides (chapter 06's convergence study)."""
+    X = torch.tensor(np.random.default_rng(1).normal(size=(30, 3)))
+    observed = torch.tensor(np.random.default_rng(2).uniform(0.2, 0.9, size=30))
+    designs = [build_design("cca", X, [0], torch.stack([1 - c * observed, c * observed], 1))
+               for c in (1.0, 0.1)]
+    torch.testing.assert_close(designs[0].weights, designs[1].weights)
+    torch.testing.assert_close(designs[0].design, designs[1].design)
+    tilted = build_design("cca", X, [0], torch.stack([1 - observed ** 2, observed ** 2], 1))
+    assert not torch.allclose(tilted.weights, designs[0].weights)   # relative weights do matter

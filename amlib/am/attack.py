@@ -47,7 +47,8 @@ class AttackRun(NamedTuple):
 def train_attack(frame: pd.DataFrame, target: str, family: str, attack: str = "cca", *,
                  epochs: int, lam_upper: float, lam_lower: float = 0.0, lr: float = 0.01,
                  seed: int = 0, response: str | None = None,
-                 progress_bar: bool | None = False) -> AttackRun:
+                 progress_bar: bool | None = False,
+                 initial_missing_rate: float | None = None) -> AttackRun:
     """Train BLAMM to hide ``target`` from a GLM modeler, with λs in the paper's units.
 
     Parameters
@@ -71,6 +72,9 @@ def train_attack(frame: pd.DataFrame, target: str, family: str, attack: str = "c
         The response column (default: the last column of ``frame``).
     progress_bar : bool, optional
         Lightning's bar (default off; ``None`` shows it only in a terminal).
+    initial_missing_rate : float, optional
+        Start the mechanism near this missing rate instead of PyTorch's initialisation (about
+        half hidden); the paper states no initialisation, and the default keeps PyTorch's.
 
     Returns
     -------
@@ -104,10 +108,12 @@ def train_attack(frame: pd.DataFrame, target: str, family: str, attack: str = "c
     common = dict(response=response, masked=[target], family=family,
                   lam_upper=lam_upper * d, lam_lower=lam_lower / len(frame), seed=seed,
                   progress_bar=progress_bar)
+    start = dict(initial_missing_rate=initial_missing_rate)
     if attack != "regression":
-        return AttackRun(BLAMM(frame, proxy=attack, lr=lr, epochs=epochs, **common).fit(), None)
+        return AttackRun(BLAMM(frame, proxy=attack, lr=lr, epochs=epochs, **common, **start).fit(),
+                         None)
     warm_epochs = max(1, int(round(WARM_SHARE * epochs)))
-    warm = BLAMM(frame, proxy="cca", lr=lr, epochs=warm_epochs, **common).fit()
+    warm = BLAMM(frame, proxy="cca", lr=lr, epochs=warm_epochs, **common, **start).fit()
     tuned = BLAMM(frame, proxy="regression", mechanism=copy.deepcopy(warm.adversary),
                   lr=lr / 100, epochs=max(1, epochs - warm_epochs), **common).fit()
     return AttackRun(tuned, warm)

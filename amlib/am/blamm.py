@@ -100,6 +100,10 @@ class BLAMM(pl.LightningModule):
         Adam's step size, number of steps, seed, hidden width.
     fallback_l2, tol, max_iter : float, float, int
         The lower level's App. D.3 L2 fallback (``None``: none), IRLS tolerance and iterations.
+    initial_missing_rate : float, optional
+        Start the ``"neural"`` mechanism near this missing rate
+        (:class:`~amlib.am.missingness.mechanisms.NeuralMechanism`); default ``None``: PyTorch's
+        initialisation, about half hidden.
     network_dtype : torch.dtype
         Dtype of the neural mechanism's weights (default float32: several times faster on
         CPUs; the proxies, IRLS and the implicit solve always run in float64).
@@ -119,7 +123,8 @@ class BLAMM(pl.LightningModule):
                  hidden: int = 100, fallback_l2: float | None = 1e-3, tol: float = 1e-10,
                  max_iter: int = 100, log_dir: str | None = None,
                  progress_bar: bool | None = None, num_threads: int | None = 1,
-                 network_dtype: torch.dtype = torch.float32):
+                 network_dtype: torch.dtype = torch.float32,
+                 initial_missing_rate: float | None = None):
         super().__init__()
         if not isinstance(data, pd.DataFrame):
             raise TypeError("data must be a pandas DataFrame")
@@ -195,6 +200,10 @@ class BLAMM(pl.LightningModule):
                 f"unique solution (constant columns: {constant or 'none'}; otherwise some "
                 "columns are collinear); drop the redundant columns")
 
+        if initial_missing_rate is not None and (isinstance(mechanism, nn.Module)
+                                                 or mechanism != "neural"):
+            raise ValueError("initial_missing_rate applies to mechanism='neural' only; initialise "
+                             "a module of your own yourself")
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             if isinstance(mechanism, nn.Module):
@@ -202,7 +211,8 @@ class BLAMM(pl.LightningModule):
             elif mechanism == "neural":
                 skip = (d,) if self.family.name == "bernoulli" else ()
                 inner = NeuralMechanism(d + 1, len(masked), hidden,
-                                        standardizer=Standardizer(self.Z, skip=skip))
+                                        standardizer=Standardizer(self.Z, skip=skip),
+                                        initial_missing_rate=initial_missing_rate)
             elif mechanism in ("per-sample", "per_sample"):
                 inner = PerSampleMechanism(N, len(masked))
             else:

@@ -83,7 +83,8 @@ def attack_trial(dataset: str, attack: str, epoch_scale: float = 1.0) -> dict:
 
 def train_on_split(params: dict):
     """Load the split ``params["seed"]`` of ``params["dataset"]`` and train the attack of
-    ``params`` (keys of :func:`attack_trial` plus ``lr`` and ``seed``) on its training part.
+    ``params`` (keys of :func:`attack_trial` plus ``lr`` and ``seed``, and optionally
+    ``initial_missing_rate``) on its training part.
 
     Returns ``(data, frame, run)``: the :class:`~amlib.data.TabularDataset`, the attacker's
     table (features, then the response) and the :class:`~amlib.am.attack.AttackRun`.
@@ -93,7 +94,8 @@ def train_on_split(params: dict):
     run: AttackRun = train_attack(frame, params["target"], params["family"], params["attack"],
                                   epochs=params["epochs"], lam_upper=params["lam_upper"],
                                   lam_lower=params["lam_lower"], lr=params["lr"],
-                                  seed=params["seed"])
+                                  seed=params["seed"],
+                                  initial_missing_rate=params.get("initial_missing_rate"))
     return data, frame, run
 
 _FAMILIES = {"gaussian": sm.families.Gaussian, "binomial": sm.families.Binomial}

@@ -86,10 +86,18 @@ class NeuralMechanism(nn.Module):
 
     ``n_inputs`` is the width of the conditioning vector (features and response); ``hidden`` the
     hidden width (100 in the paper); ``standardizer`` is applied to the inputs first.
+
+    The layers start from PyTorch's default initialisation, which hides about half of each
+    masked feature.  ``initial_missing_rate = q`` instead sets the output layer's bias so that
+    the network starts near "fully observed": the fully observed pattern's logit is
+    ``log((1 − q)(2^m − 1)/q)`` above the others (0), so that, up to the weights' small random
+    contribution, the fully observed pattern starts with probability ``1 − q`` and the others
+    share ``q``; with one masked feature (the paper's experiments) ``q`` is the share hidden.
     """
 
     def __init__(self, n_inputs: int, n_masked: int, hidden: int = 100,
-                 standardizer: nn.Module | None = None, activation: str = "relu"):
+                 standardizer: nn.Module | None = None, activation: str = "relu",
+                 initial_missing_rate: float | None = None):
         super().__init__()
         self.n_masked = n_masked
         self.n_patterns = 2 ** n_masked
@@ -101,6 +109,14 @@ class NeuralMechanism(nn.Module):
         self.standardizer = standardizer if standardizer is not None else nn.Identity()
         self.net = nn.Sequential(nn.Linear(n_inputs, hidden), acts[activation](),
                                  nn.Linear(hidden, self.n_patterns))
+        if initial_missing_rate is not None:
+            q = float(initial_missing_rate)
+            if not 0.0 < q < 1.0:
+                raise ValueError(f"initial_missing_rate must lie in (0, 1), got {q}; pass e.g. "
+                                 "0.05, or None for PyTorch's default initialisation")
+            with torch.no_grad():
+                self.net[2].bias.zero_()
+                self.net[2].bias[-1] = float(np.log((1.0 - q) * (self.n_patterns - 1) / q))
 
     def logits(self, Z: torch.Tensor) -> torch.Tensor:
         """Logits in the network's own dtype (float32 is ample and much faster on CPUs)."""
