@@ -35,8 +35,10 @@ All amlib rows skip the stationarity check (``check_stationary=False``; torch-in
 none) and read the features as stored (float32), converting them as each needs. torch-influence
 is not on the package index: it is imported from the folder given by ``--torch-influence`` (a
 checkout or ``git archive`` export; never copied into this repository) and its commit recorded.
-pyDVL and dattri are included only where they import beside the project's pins; otherwise the
-result says why (:data:`PEER_NOTES`, from ``pip install --dry-run`` against the pinned venv).
+dattri is measured where it is installed (the ``peers`` extra; adapter in
+``influence_peers_dattri.py``); pyDVL cannot install beside the project's pins. The result says
+why a peer is not measured (:data:`PEER_NOTES`, from ``pip install --dry-run`` against the
+pinned venv).
 Run it on an otherwise idle machine from a clean commit: the timings are wall-clock.
 """
 from __future__ import annotations
@@ -72,9 +74,9 @@ PEER_NOTES = {
     "pydvl": "not measured: pyDVL 0.10.0 (the newest on the index) requires numpy<2, so pip "
              "would downgrade the project's pinned numpy 2.4.6 to 1.26.4 (and pandas 3.1.1 to "
              "3.0.6): it cannot install beside the pins",
-    "dattri": "not measured: dattri 0.3.0 would install beside the pins (it only adds "
-              "pretty_midi, mido and importlib_resources), but it is not installed in the "
-              "project's venv and this benchmark has no adapter for it yet",
+    "dattri": "not measured: dattri 0.3.0 installs beside the pins (it only adds pretty_midi, "
+              "mido and importlib_resources; `pip install dattri==0.3.0`), but it is not "
+              "installed in this venv",
 }
 GB, MB = 1e9, 1e6
 
@@ -272,8 +274,34 @@ def role_ti_search(args) -> dict:
     return {"rtol": None, "search": search}
 
 
+def role_floor_dattri(args) -> dict:
+    """dattri's imports and the data as stored (the same floor as the others')."""
+    import influence_peers_dattri as dattri_adapter
+    dattri_adapter.floor(args.threads)
+    a, _ = _load(Path(args.problem))
+    return {"data_bytes": sum(v.nbytes for v in a.values())}
+
+
+def role_dattri(args) -> dict:
+    import influence_peers_dattri as dattri_adapter
+    a, meta = _load(Path(args.problem))
+    max_iter = json.loads(args.options).get("max_iter", 10)
+    values, seconds = dattri_adapter.values(a, meta, L2, args.threads, max_iter)
+    np.save(args.values, values)
+    return {"seconds": seconds, "iterations": max_iter}
+
+
+def role_dattri_search(args) -> dict:
+    import influence_peers_dattri as dattri_adapter
+    a, meta = _load(Path(args.problem))
+    ref = np.load(Path(args.problem) / "reference.npy")
+    return dattri_adapter.search(a, meta, L2, args.threads, ref, TARGET_ERROR)
+
+
 ROLES = {"prepare": role_prepare, "floor-amlib": role_floor_amlib, "amlib": role_amlib,
-         "floor-ti": role_floor_ti, "ti": role_ti, "ti-search": role_ti_search}
+         "floor-ti": role_floor_ti, "ti": role_ti, "ti-search": role_ti_search,
+         "floor-dattri": role_floor_dattri, "dattri": role_dattri,
+         "dattri-search": role_dattri_search}
 
 
 def _rel_error(values, ref) -> float:
@@ -328,9 +356,11 @@ def peers_status() -> dict:
     out = {}
     for name in ("pydvl", "dattri"):
         found = importlib.util.find_spec(name) is not None
-        out[name] = {"importable": found,
-                     "measured": False,
-                     "note": ("importable, but no adapter written yet" if found
+        measured = found and name == "dattri"   # the adapter: influence_peers_dattri.py
+        out[name] = {"importable": found, "measured": measured,
+                     "note": ("measured (rows 'dattri ...'; adapter: "
+                              "benchmarks/influence_peers_dattri.py)" if measured
+                              else "importable, but no adapter written yet" if found
                               else PEER_NOTES[name])}
     return out
 
@@ -393,6 +423,15 @@ def main(argv=None):
                                 args, problem, {"rtol": ti_search["rtol"]}))
         rows.append(measure("torch-influence defaults", "torch-influence", "ti", args, problem,
                             {}))
+    dattri_search = None
+    if importlib.util.find_spec("dattri") is not None:
+        floors["dattri"] = min(run_child("floor-dattri", args, problem)["peak_rss_bytes"]
+                               for _ in range(args.repeats))
+        dattri_search = run_child("dattri-search", args, problem)
+        if dattri_search["max_iter"] is not None:
+            rows.append(measure("dattri CG, same accuracy", "dattri", "dattri", args, problem,
+                                {"max_iter": dattri_search["max_iter"]}))
+        rows.append(measure("dattri defaults", "dattri", "dattri", args, problem, {}))
     for row in rows:
         row["rss_above_floor_bytes"] = row["peak_rss_bytes"] - floors[row["library"]]
     summary = summarise(rows)
@@ -405,6 +444,7 @@ def main(argv=None):
         torch_version=torch.__version__,
         torch_influence_commit=args.torch_influence_commit if args.torch_influence else None),
         "problem": meta, "floors_bytes": floors, "rows": rows, "ti_search": ti_search,
+        "dattri_search": dattri_search,
         "peers": peers_status(), "summary": summary}
     print_table(report)
     if args.out:
