@@ -168,23 +168,31 @@ def role_amlib(args) -> dict:
             "relative_residual": info.relative_residual, "extra": extra}
 
 
+def linear_model(arrays: dict, meta: dict):
+    """The fitted softmax regression as a float64 ``nn.Linear`` (θ's rows are [w_k, b_k])."""
+    import torch
+    from torch import nn
+
+    d, K = meta["d"], meta["classes"]
+    theta = torch.from_numpy(arrays["theta"]).reshape(K, d + 1)
+    lin = nn.Linear(d, K, bias=True).double()
+    with torch.no_grad():
+        lin.weight.copy_(theta[:, :d])
+        lin.bias.copy_(theta[:, d])
+    return lin
+
+
 def _ti_setup(args):
     """torch-influence's CG module on the same problem (imported from --torch-influence)."""
     sys.path.insert(0, args.torch_influence)
     import torch
     import torch.nn.functional as F
-    from torch import nn
     from torch.utils import data
     from torch_influence import BaseObjective, CGInfluenceModule
 
     torch.set_num_threads(args.threads)
     a, meta = _load(Path(args.problem))
-    d, K = meta["d"], meta["classes"]
-    theta = torch.from_numpy(a["theta"]).reshape(K, d + 1)
-    lin = nn.Linear(d, K, bias=True).double()
-    with torch.no_grad():
-        lin.weight.copy_(theta[:, :d])
-        lin.bias.copy_(theta[:, d])
+    lin = linear_model(a, meta)
 
     class Objective(BaseObjective):
         """Mean cross-entropy; no regulariser in the per-point gradients — L2 enters as damp."""

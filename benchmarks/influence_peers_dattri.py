@@ -32,16 +32,12 @@ def _setup(arrays: dict, meta: dict, l2: float, threads: int, max_iter: int):
     import torch.nn.functional as F
     from dattri.algorithm.influence_function import IFAttributorCG
     from dattri.task import AttributionTask
-    from torch import nn
+    from influence_peers import linear_model
     from torch.utils.data import DataLoader, TensorDataset
 
     torch.set_num_threads(threads)
-    d, K = meta["d"], meta["classes"]
-    theta = torch.from_numpy(arrays["theta"]).reshape(K, d + 1)
-    lin = nn.Linear(d, K, bias=True).double()
-    with torch.no_grad():
-        lin.weight.copy_(theta[:, :d])
-        lin.bias.copy_(theta[:, d])
+    d = meta["d"]
+    lin = linear_model(arrays, meta)
 
     def train_loss(params, data):
         """Mean cross-entropy of a batch (dattri passes single points as batches of one)."""
